@@ -1,0 +1,97 @@
+"""The `hasten` command: parse arguments, call the Python API, print. No logic of its own.
+
+Errors a user can cause (HastenError) print one line and exit with code 2; `--debug` shows the traceback.
+Every command takes `--json` for machine-readable output on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+
+from hasten.errors import HastenError
+
+#: command name -> (add_arguments(parser), run(args, console) -> JSON-able result or None)
+COMMANDS: dict = {}
+
+
+def command(name: str, help: str):
+    """Register a sub-command: decorate `run(args, console)`; its `.arguments(parser)` adds options."""
+
+    def wrap(fn):
+        COMMANDS[name] = (help, fn)
+        return fn
+
+    return wrap
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an .onnx file or zoo:NAME (zoo:minilm, zoo:digits)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="input shape (input_ids=1x128) or dynamic dim (sequence=64); repeatable")
+
+
+def parse_shapes(items: list[str]) -> dict[str, object]:
+    from hasten.errors import DataError
+
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        if not sep or not name or not dims:
+            raise DataError(f"--shape {item!r}: expected NAME=DIMS, e.g. input_ids=1x128 or sequence=64")
+        try:
+            out[name] = int(dims) if dims.isdigit() else tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError as exc:
+            raise DataError(f"--shape {item!r}: dims must be integers separated by 'x'") from exc
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hasten", description="Make trained neural networks fast without "
+                                     "losing accuracy.")
+    parser.add_argument("--version", action="version", version="hasten 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        fn.arguments(p)
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+        p.set_defaults(run=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import hasten.commands  # noqa: F401  (registers the sub-commands)
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=args.json, highlight=False)
+    try:
+        result = args.run(args, console)
+    except HastenError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {' '.join(str(exc).split())}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    if args.json and result is not None:
+        sys.stdout.write(json.dumps(result, indent=2, default=_jsonable) + "\n")
+    return 0
+
+
+def _jsonable(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
