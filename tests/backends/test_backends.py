@@ -67,3 +67,18 @@ def test_openvino_refuses_contrib_ops():
     with pytest.raises(BackendError, match="com.microsoft"):
         get_backend("openvino").compile(model)
     assert get_backend("onnxruntime").compile(model).run({"x": np.ones((1, 16), np.float32)})["y"].shape == (1, 8)
+
+
+@pytest.mark.parametrize("name, rtol", [("digits", 1e-4), ("minilm", 1e-4)])
+def test_backends_agree_on_zoo_models(name, rtol):
+    from hasten import zoo
+    from hasten.measure.accuracy import CosineFidelity
+
+    entry = zoo.get(name)
+    model = entry.model()
+    samples = entry.evaluation().take(8)
+    ort = run_samples(get_backend("onnxruntime").compile(model), samples, batch_size=4)
+    ov = run_samples(get_backend("openvino").compile(model), samples, batch_size=4)
+    out = model.outputs[0].name
+    np.testing.assert_allclose(ov[out], ort[out], rtol=rtol, atol=1e-4)
+    assert CosineFidelity().score(ov[out], ort[out]).worst > 0.99999
