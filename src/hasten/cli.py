@@ -91,7 +91,3 @@ def _jsonable(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

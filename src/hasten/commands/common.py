@@ -1,0 +1,28 @@
+"""Helpers shared by CLI commands: load a model and its samples from the command line."""
+
+from __future__ import annotations
+
+from hasten.cli import parse_shapes
+
+
+def load_model(args):
+    import hasten
+
+    return hasten.load(args.model)
+
+
+def bench_feeds(model, args, count: int = 16) -> tuple[list[dict], str]:
+    """Feeds for timing: a zoo model's own evaluation data, else synthetic inputs in valid ranges."""
+    from hasten.data import Samples
+
+    shapes = parse_shapes(args.shape)
+    if str(args.model).startswith("zoo:") and not shapes:
+        from hasten import zoo
+
+        samples = zoo.get(args.model[4:]).evaluation().take(count)
+        return list(samples.feeds(1)), f"{samples.name or 'evaluation'} data"
+    from hasten.model import resolve_input_shapes
+
+    batch = next(iter(resolve_input_shapes(model, shapes).values()))[0]
+    samples = Samples.synthetic(model, count * batch, seed=0, shapes=shapes)
+    return list(samples.feeds(batch)), "synthetic inputs in valid ranges"

@@ -1,0 +1,97 @@
+"""Targets and the roofline: floor maths on a fake target, published profiles, the measured host (cached)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hasten.errors import DataError
+from hasten.measure import targets as T
+from hasten.measure.cost import CostReport, CostRow, TensorBytes
+
+
+def _report(linear=8e9, other=2e9, weight_bytes=1_000_000, io_bytes=200_000) -> CostReport:
+    rows = [CostRow("fc", "MatMul", "", int(linear), 0, "linear", "fp32"),
+            CostRow("act", "Gelu", "", int(other), 0, "elementwise", "fp32")]
+    tensors = [TensorBytes("w", weight_bytes, weight_bytes // 4, True, "weight", linear_weight=True),
+               TensorBytes("x", io_bytes, io_bytes // 4, True, "input"),
+               TensorBytes("h", 10**9, 10**9 // 4, True, "activation")]
+    return CostReport(rows, {"x": (1, 4)}, tensors)
+
+
+FAKE = T.Target("fake", {"fp32": 1e12, "bf16": 4e12, "int8": 8e12}, bandwidth=1e9, source="published")
+
+
+def test_roofline_compute_bound_exact():
+    floor = T.roofline(_report(), FAKE, "fp32")
+    assert floor.compute_s == pytest.approx(10e9 / 1e12)
+    assert floor.memory_s == pytest.approx(1.2e6 / 1e9)  # intermediate activations are not in the floor
+    assert floor.seconds == floor.compute_s and floor.bound == "compute"
+    assert floor.formula().startswith("floor = max(FLOPs/peak, bytes/bandwidth) = max(10 GFLOP / 1 TFLOP/s, "
+                                      "1.2 MB / 1 GB/s) = max(10 ms, 1.2 ms) = 10 ms (compute-bound)")
+
+
+def test_roofline_memory_bound_and_dtype_rescales_bytes():
+    report = _report(linear=1e6, other=0, weight_bytes=400_000_000)
+    floor = T.roofline(report, FAKE, "bf16")
+    assert floor.bytes == (400_000_000 + 200_000) // 2
+    assert floor.memory_s == pytest.approx(floor.bytes / 1e9)
+    assert floor.compute_s == pytest.approx(1e6 / 4e12)
+    assert floor.bound == "memory" and floor.seconds == floor.memory_s
+
+
+def test_roofline_mixed_linear_int8_rest_fp32():
+    floor = T.roofline_mixed(_report(), FAKE, "int8", "fp32")
+    assert floor.compute_s == pytest.approx(8e9 / 8e12 + 2e9 / 1e12)
+    assert floor.bytes == 1_000_000 // 4 + 200_000  # linear weights at 1 byte, io stays fp32
+    assert floor.dtype == "int8+fp32"
+    assert floor.peak == pytest.approx(10e9 / floor.compute_s)
+
+
+def test_missing_dtype_and_unknown_target_raise():
+    with pytest.raises(DataError, match="no peak for dtype 'fp16'"):
+        T.roofline(_report(), FAKE, "fp16")
+    with pytest.raises(DataError, match="nvidia-h100"):
+        T.get_target("tpu-v9")
+
+
+def test_published_profiles():
+    assert {"host", "nvidia-h100", "nvidia-a100", "cortex-m7"} <= set(T.targets())
+    h100 = T.get_target("nvidia-h100")
+    assert h100.bandwidth == 3.35e12 and h100.source == "published"
+    assert h100.peak("bf16") == pytest.approx(989.4e12) and h100.peak("int8") > h100.peak("bf16")
+    a100 = T.get_target("nvidia-a100")
+    assert a100.peak("bf16") == 312e12 and a100.peak("fp32") < h100.peak("fp32")
+    m7 = T.get_target("cortex-m7")
+    assert 0.5e9 < m7.peak("fp32") < 3e9 and "bf16" not in m7.dtypes
+    assert T.Target.from_dict(json.loads(json.dumps(h100.to_dict()))) == h100
+
+
+def test_host_is_measured_once_then_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    t0 = time.perf_counter()
+    host = T.host_target()
+    first = time.perf_counter() - t0
+    assert host.source == "measured" and host.name == "host"
+    assert 1e9 < host.peak("fp32") < 1e13
+    assert 1e8 < host.bandwidth < 1e13
+    for dtype in ("bf16", "int8"):
+        if dtype in host.dtypes:
+            assert 1e9 < host.peak(dtype) < 1e14
+    assert first < 30  # about 3 s on an idle 2-core host; generous for a loaded one
+    path = T.host_cache_path()
+    assert path.parent == tmp_path / "hasten" and path.name.startswith("host-") and path.exists()
+    t0 = time.perf_counter()
+    again = T.host_target()
+    assert time.perf_counter() - t0 < 0.5
+    assert again == host
+    path.write_text("{not json", encoding="utf-8")  # a damaged cache is measured afresh, not trusted
+    monkeypatch.setattr(T, "measure_host", lambda: FAKE)
+    assert T.host_target() == FAKE
+    assert T.Target.from_dict(json.loads(path.read_text(encoding="utf-8"))) == FAKE
+    other = T.Target("host", {"fp32": 5e10}, 2e10, source="measured")
+    monkeypatch.setattr(T, "measure_host", lambda: other)
+    assert T.host_target() == FAKE  # cached
+    assert T.host_target(refresh=True) == other and T.host_target() == other
