@@ -7,9 +7,9 @@ import os
 import numpy as np
 import onnx
 import pytest
-from modelkit import make_mlp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from modelkit import make_mlp
 from onnx import TensorProto, helper
 
 import hasten

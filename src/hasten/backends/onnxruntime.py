@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from hasten.backends.base import INLINE_LIMIT, Backend, Session, model_on_disk
 from hasten.errors import BackendError
 
