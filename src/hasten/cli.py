@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     import hasten.commands  # noqa: F401  (registers the sub-commands)
 
     args = build_parser().parse_args(argv)
-    console = Console(stderr=args.json, highlight=False)
+    stream = sys.stderr if args.json else sys.stdout
+    console = Console(stderr=args.json, highlight=False, width=None if stream.isatty() else 150)
     try:
         result = args.run(args, console)
     except HastenError as exc:
