@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import hasten
@@ -130,3 +132,29 @@ def test_image_folder(tmp_path):
     assert s.arrays["img"].shape == (4, 1, 8, 8) and s.labels.tolist() == [0, 0, 1, 1]
     assert 0 <= s.arrays["img"].min() and s.arrays["img"].max() <= 1
     assert s.arrays["img"][3].mean() == pytest.approx(160 / 255, abs=1e-3)
+
+
+_FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_FUZZ
+@given(st.binary(max_size=1024))
+def test_fuzz_npz_loader_only_raises_data_error(tmp_path, blob):
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(blob)
+    try:
+        Samples.from_npz(path)
+    except DataError:
+        pass
+
+
+@_FUZZ
+@given(st.text(max_size=400))
+def test_fuzz_jsonl_loader_only_raises_data_error(tmp_path, text):
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text(text, encoding="utf-8")
+    try:
+        s = Samples.from_jsonl(path, lambda texts: {"ids": np.zeros((len(texts), 2), np.int64)})
+    except DataError:
+        return
+    assert len(s) >= 1
