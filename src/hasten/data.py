@@ -239,3 +239,27 @@ def _integer_input_ranges(model) -> dict[str, int]:
                 elif node.op_type in ("Cast", "Unsqueeze", "Reshape", "Squeeze", "Identity"):
                     frontier.extend(o.name for o in node.outputs)
     return ranges
+
+
+def load_samples(source, model, model_name: str = "", what: str = "data") -> Samples | None:
+    """Samples from `source`: Samples (as is), None (None), an .npz, a folder of images, or JSON Lines
+    text (tokenised with the zoo model's tokenizer, so only for zoo:minilm). `what` names it in errors."""
+    if source is None or isinstance(source, Samples):
+        return source
+    p = Path(source)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder ({what}); give an .npz of named input arrays, a folder "
+                        "of images, or JSON Lines text for a zoo model")
+    if p.is_dir():
+        return Samples.from_images(p, model.inputs[0])
+    if p.suffix == ".npz":
+        return Samples.from_npz(p)
+    if p.suffix in (".jsonl", ".json"):
+        if str(model_name).startswith("zoo:minilm"):
+            from hasten.zoo import minilm
+
+            return Samples.from_jsonl(p, minilm.tokenize)
+        raise DataError(f"{p}: text data needs the model's tokenizer (known for zoo:minilm); give an .npz of "
+                        "token arrays instead")
+    raise DataError(f"{p}: unknown data format for {what}; give an .npz of named input arrays, a folder of "
+                    "images, or JSON Lines text for zoo:minilm")

@@ -7,30 +7,9 @@ and evaluation data and its first metric are the defaults.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hasten.cli import add_model_options, command
 from hasten.commands.common import load_model
-
-
-def load_samples(path: str, model, model_arg: str):
-    """Samples from an .npz, a folder of images, or (for zoo models with a tokenizer) a .jsonl file."""
-    from hasten.data import Samples
-    from hasten.errors import DataError
-
-    p = Path(path)
-    if p.is_dir():
-        return Samples.from_images(p, model.inputs[0])
-    if p.suffix == ".npz":
-        return Samples.from_npz(p)
-    if p.suffix in (".jsonl", ".json"):
-        if model_arg.startswith("zoo:minilm"):
-            from hasten.zoo import minilm
-
-            return Samples.from_jsonl(p, minilm.tokenize)
-        raise DataError(f"{p}: text data needs the model's tokenizer; give an .npz of token arrays instead")
-    raise DataError(f"{p}: unknown data format; give an .npz of named input arrays, a folder of images, or "
-                    "JSON Lines text for a zoo model")
+from hasten.data import load_samples
 
 
 def _data(args, model):

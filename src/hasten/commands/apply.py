@@ -1,0 +1,39 @@
+"""`hasten apply recipe.yaml MODEL [--calib DATA] -o OUT/`: reproduce an optimised model from its recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape as esc
+
+from hasten.cli import command
+
+
+@command("apply", "apply a recipe (from hasten optimize) to a model: reproduces the optimised model")
+def run(args, console):
+    from hasten.api import apply
+    from hasten.recipe import Recipe
+
+    recipe = Recipe.load(args.recipe)
+    out = Path(args.out)
+    with console.status(f"applying {len(recipe.steps)} step(s)..."):
+        model = apply(recipe, args.model, calib=args.calib, out=out)
+    fingerprint = model.fingerprint()
+    if not args.json:
+        console.print(esc(recipe.label()))
+        console.print(esc(f"wrote {out / 'model.onnx'} (fingerprint {fingerprint}) and {out / 'recipe.yaml'}; "
+                      f"run it on {recipe.backend} with {recipe.backend_options}"))
+    return {"model": str(out / "model.onnx"), "recipe": str(out / "recipe.yaml"), "fingerprint": fingerprint,
+            "backend": recipe.backend, "backend_options": recipe.backend_options,
+            "steps": [s.to_dict() for s in recipe.steps]}
+
+
+def arguments(p):
+    p.add_argument("recipe", help="recipe.yaml written by hasten optimize")
+    p.add_argument("model", help="the input model: an .onnx file or zoo:NAME")
+    p.add_argument("--calib", default=None, help="the calibration data the search used (a zoo model's own by "
+                                                 "default); needed when the recipe quantises statically")
+    p.add_argument("-o", "--out", required=True, help="output folder for model.onnx and recipe.yaml")
+
+
+run.arguments = arguments

@@ -1,0 +1,119 @@
+"""Mixed precision: keep the most sensitive nodes in float, greedily, until an accuracy budget holds.
+
+Given the sensitivity ranking (worst first, `hasten.quantize.sensitivity`) and a budget — a metric with a
+maximum drop (absolute, BENCHMARKING.md), a minimum output SQNR in dB, or both — the candidate that keeps the
+first k ranked nodes in float (int8-static `nodes_to_exclude`) is measured for growing k. Since keeping more
+nodes in float can only help (up to noise), the smallest k that meets the budget is found by a galloping
+search: k = 0, 1, 2, 4, 8, ... until the budget holds, then bisection between the last failing and the first
+holding k. At most `max_evals` candidates are measured (about 2·log2(k) + 1); the statistics are collected
+once and shared by every candidate. The result is a QuantResult whose config lists the kept nodes in
+`nodes_to_exclude` (so `quantize(model, result.config, calib)` reproduces it) and whose report says which
+nodes were kept, why (their rank, one-node SQNR and metric drop), and every candidate measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hasten.errors import QuantizationError
+from hasten.quantize.base import QuantResult
+
+
+def _budget_holds(sq: float, drop: float | None, max_drop: float | None, min_sqnr_db: float | None) -> bool:
+    if min_sqnr_db is not None and not sq >= min_sqnr_db:
+        return False
+    if max_drop is not None and (drop is None or not drop <= max_drop):
+        return False
+    return True
+
+
+def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | None = None,
+                    min_sqnr_db: float | None = None, scheme=None, report=None, stats=None, max_evals: int = 8,
+                    eval_samples: int = 64, progress: bool = True, console=None) -> QuantResult:
+    """Quantise `model` (int8-static `scheme`) keeping the fewest most-sensitive nodes in float such that the
+    metric drops by at most `max_drop` and/or the output SQNR is at least `min_sqnr_db` on `eval`.
+
+    `report`: a SensitivityReport to reuse (computed here otherwise). Raises QuantizationError when even
+    all but the least sensitive node in float misses the budget within `max_evals` measurements."""
+    from hasten.quantize.int8 import quantize_static
+    from hasten.quantize.sensitivity import Evaluator, _progress, prepare, sensitivity
+
+    if max_drop is None and min_sqnr_db is None:
+        raise QuantizationError("mixed precision needs a budget: max_drop (with a metric) and/or min_sqnr_db")
+    if max_drop is not None and metric is None:
+        raise QuantizationError("a max_drop budget needs a metric (e.g. top1, cosine)")
+    if max_evals < 1:
+        raise QuantizationError(f"max_evals must be >= 1, got {max_evals}")
+    config, stats, _, _ = prepare(model, calib, scheme, stats, progress, console)
+    if report is None:
+        report = sensitivity(model, calib, eval, metric, config, stats=stats, eval_samples=eval_samples,
+                             include_full=False, progress=progress, console=console)
+    ranked = report.ranked_nodes
+    samples = (eval if eval is not None else calib)
+    samples = samples.take(min(len(samples), eval_samples))
+    ev = Evaluator(model, samples, metric)
+    measured: dict[int, dict] = {}
+    results: dict[int, QuantResult] = {}
+
+    def measure(k: int) -> bool:
+        q = quantize_static(model, config, calib, nodes_to_exclude=ranked[:k], stats=stats)
+        sq, value, drop = ev.measure(q.model)
+        ok = _budget_holds(sq, drop, max_drop, min_sqnr_db)
+        measured[k] = {"kept": k, "sqnr_db": sq, "metric": value, "metric_drop": drop, "holds": ok}
+        results[k] = q
+        bar.advance(task)
+        return ok
+
+    n = len(ranked)
+    with _progress(progress, console) as bar:
+        task = bar.add_task("mixed precision", total=max_evals)
+        bad, good = -1, None  # largest k known to fail, smallest k known to hold
+        k = 0
+        while k < n and len(measured) < max_evals:  # gallop
+            if measure(k):
+                good = k
+                break
+            bad = k
+            k = 1 if k == 0 else 2 * k
+        if good is None and len(measured) < max_evals and n - 1 > bad and (n - 1) not in measured:
+            if measure(n - 1):  # the gallop overshot n: try keeping all but one node
+                good = n - 1
+        while good is not None and good - bad > 1 and len(measured) < max_evals:  # bisect
+            mid = (bad + good) // 2
+            if measure(mid):
+                good = mid
+            else:
+                bad = mid
+    if good is None:
+        tried = ", ".join(f"{m['kept']} kept: {m['sqnr_db']:.1f} dB" + (
+            f", drop {m['metric_drop']:+.4f}" if m["metric_drop"] is not None else "") for m in measured.values())
+        raise QuantizationError(f"mixed precision: the budget ({_budget_text(max_drop, min_sqnr_db, ev)}) is not "
+                                f"met by int8-static with up to {max(measured)} of {n} nodes kept in float "
+                                f"(measured: {tried}); use a gentler scheme (int8-dynamic, fp16) or fp32")
+    kept = ranked[:good]
+    final = results[good]
+    config_out = dataclasses.replace(config, nodes_to_exclude=tuple(config.nodes_to_exclude) + tuple(kept))
+    why = [{"node": r.node, "op_type": r.op_type, "rank": i + 1, "sqnr_db": r.sqnr_db,
+            "metric_drop": r.metric_drop} for i, r in enumerate(report.rows[:good])]
+    mp = {
+        "budget": {"metric": ev.metric.name if ev.metric else None, "max_drop": max_drop,
+                   "min_sqnr_db": min_sqnr_db},
+        "kept_float": why,
+        "achieved": measured[good],
+        "evaluations": list(measured.values()),  # in the order measured
+        "quantised": n - good,
+        "samples": len(samples),
+        "why": "kept in float: the most sensitive nodes (quantising each alone costs the most), the fewest "
+               "that meet the budget",
+    }
+    return QuantResult(final.model, config_out, {**final.report, "mixed_precision": mp,
+                                                 "sensitivity": report.to_dict()})
+
+
+def _budget_text(max_drop, min_sqnr_db, ev) -> str:
+    parts = []
+    if max_drop is not None:
+        parts.append(f"{ev.metric.name} drop <= {max_drop}")
+    if min_sqnr_db is not None:
+        parts.append(f"SQNR >= {min_sqnr_db} dB")
+    return " and ".join(parts)

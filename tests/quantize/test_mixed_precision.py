@@ -1,0 +1,111 @@
+"""Mixed precision: the fewest most-sensitive nodes kept in float so that the budget holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hasten
+from hasten.backends import get_backend, run_samples
+from hasten.data import Samples
+from hasten.errors import QuantizationError
+from hasten.measure.accuracy import sqnr_db
+from hasten.quantize.base import quantize
+from hasten.quantize.mixed_precision import mixed_precision
+
+WIDTH = 32
+
+
+def outlier_model(hard=(2,), layers: int = 4, seed: int = 0) -> hasten.Model:
+    """As in test_sensitivity: layers in `hard` read an input whose channel 0 is 1000x the others."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], [], "x"
+    for i in range(layers):
+        w = (rng.standard_normal((WIDTH, WIDTH)) / np.sqrt(WIDTH / 2)).astype(np.float32)
+        src = x
+        if i in hard:
+            gain = np.ones(WIDTH, np.float32)
+            gain[0] = 1000.0
+            w[0, :] /= 1000.0
+            inits.append(numpy_helper.from_array(gain, f"gain{i}"))
+            nodes.append(helper.make_node("Mul", [x, f"gain{i}"], [f"spiked{i}"], name=f"spike{i}"))
+            src = f"spiked{i}"
+        inits += [numpy_helper.from_array(w, f"w{i}"),
+                  numpy_helper.from_array((rng.standard_normal(WIDTH) * 0.1).astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [src, f"w{i}"], [f"m{i}"], name=f"fc{i}"),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"], name=f"bias{i}")]
+        out = "y" if i == layers - 1 else f"r{i}"
+        nodes.append(helper.make_node("Tanh" if i == layers - 1 else "Relu", [f"h{i}"], [out], name=f"act{i}"))
+        x = out
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WIDTH])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", WIDTH])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    return hasten.load(proto)
+
+
+def _y(model, samples):
+    return run_samples(get_backend("onnxruntime").compile(model), samples)["y"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return outlier_model()
+
+
+@pytest.fixture(scope="module")
+def calib(model):
+    return Samples.synthetic(model, 32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def held(model):
+    return Samples.synthetic(model, 32, seed=1)
+
+
+def test_sqnr_budget_keeps_exactly_the_hard_node(model, calib, held):
+    result = mixed_precision(model, calib, held, min_sqnr_db=25.0, progress=False)
+    mp = result.report["mixed_precision"]
+    assert [k["node"] for k in mp["kept_float"]] == ["fc2"]
+    assert mp["kept_float"][0]["rank"] == 1 and mp["kept_float"][0]["sqnr_db"] < 10
+    assert mp["achieved"]["sqnr_db"] >= 25.0 and mp["quantised"] == 3
+    assert [e["kept"] for e in mp["evaluations"]] == [0, 1]
+    assert not mp["evaluations"][0]["holds"]
+    assert result.config.nodes_to_exclude == ("fc2",)
+    assert sqnr_db(_y(result.model, held), _y(model, held)) == pytest.approx(mp["achieved"]["sqnr_db"], abs=1e-6)
+    # the config alone reproduces the model
+    again = quantize(model, result.config, calib)
+    np.testing.assert_array_equal(_y(again.model, held), _y(result.model, held))
+
+
+def test_metric_budget(model, calib, held):
+    result = mixed_precision(model, calib, held, metric="cosine", max_drop=0.005, progress=False)
+    mp = result.report["mixed_precision"]
+    assert [k["node"] for k in mp["kept_float"]] == ["fc2"]
+    assert mp["achieved"]["metric_drop"] <= 0.005 and mp["budget"]["metric"] == "cosine"
+
+
+def test_two_hard_nodes_gallop():
+    m = outlier_model(hard=(1, 3), layers=5, seed=3)
+    calib, held = Samples.synthetic(m, 32, seed=0), Samples.synthetic(m, 32, seed=1)
+    result = mixed_precision(m, calib, held, min_sqnr_db=20.0, progress=False)
+    mp = result.report["mixed_precision"]
+    assert sorted(k["node"] for k in mp["kept_float"]) == ["fc1", "fc3"]
+    assert [e["kept"] for e in mp["evaluations"]] == [0, 1, 2]  # gallop: 0 and 1 fail, 2 holds
+    assert [e["holds"] for e in mp["evaluations"]] == [False, False, True]
+    # keeping more nodes (8 evaluations allowed) walks on: 2 fail -> bisect between the gallop points
+    tight = mixed_precision(m, calib, held, min_sqnr_db=25.0, progress=False)
+    ks = [e["kept"] for e in tight.report["mixed_precision"]["evaluations"]]
+    assert ks == [0, 1, 2, 4, 3] and len(tight.report["mixed_precision"]["kept_float"]) == 3
+
+
+def test_budget_errors(model, calib, held):
+    with pytest.raises(QuantizationError, match="needs a budget"):
+        mixed_precision(model, calib, held, progress=False)
+    with pytest.raises(QuantizationError, match="needs a metric"):
+        mixed_precision(model, calib, held, max_drop=0.01, progress=False)
+    with pytest.raises(QuantizationError, match="not met"):
+        mixed_precision(model, calib, held, min_sqnr_db=150.0, progress=False)
+    with pytest.raises(QuantizationError, match="not met"):
+        mixed_precision(model, calib, held, min_sqnr_db=25.0, max_evals=1, progress=False)

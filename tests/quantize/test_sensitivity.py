@@ -1,0 +1,149 @@
+"""Per-layer sensitivity: one node quantised at a time, statistics collected once, ranked worst first."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from rich.console import Console
+
+import hasten
+from hasten.data import Samples
+from hasten.errors import QuantizationError
+from hasten.quantize.sensitivity import sensitivity
+
+WIDTH = 32
+
+
+def outlier_model(hard=(2,), layers: int = 4, seed: int = 0) -> hasten.Model:
+    """x -> [MatMul fc_i -> Add -> Relu] * layers -> Tanh. Before each layer in `hard`, channel 0 is
+    multiplied by 1000 and the matching weight row divided by 1000: the float function is unchanged, but the
+    layer's input range is dominated by one channel, so per-tensor uint8 quantisation zeroes the others."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], [], "x"
+    for i in range(layers):
+        w = (rng.standard_normal((WIDTH, WIDTH)) / np.sqrt(WIDTH / 2)).astype(np.float32)
+        src = x
+        if i in hard:
+            gain = np.ones(WIDTH, np.float32)
+            gain[0] = 1000.0
+            w[0, :] /= 1000.0
+            inits.append(numpy_helper.from_array(gain, f"gain{i}"))
+            nodes.append(helper.make_node("Mul", [x, f"gain{i}"], [f"spiked{i}"], name=f"spike{i}"))
+            src = f"spiked{i}"
+        inits += [numpy_helper.from_array(w, f"w{i}"),
+                  numpy_helper.from_array((rng.standard_normal(WIDTH) * 0.1).astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [src, f"w{i}"], [f"m{i}"], name=f"fc{i}"),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"], name=f"bias{i}")]
+        out = "y" if i == layers - 1 else f"r{i}"
+        nodes.append(helper.make_node("Tanh" if i == layers - 1 else "Relu", [f"h{i}"], [out], name=f"act{i}"))
+        x = out
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WIDTH])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", WIDTH])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    return hasten.load(proto)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return outlier_model()
+
+
+@pytest.fixture(scope="module")
+def calib(model):
+    return Samples.synthetic(model, 32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def held(model):
+    return Samples.synthetic(model, 32, seed=1)
+
+
+def test_hard_layer_ranked_first(model, calib, held):
+    report = sensitivity(model, calib, held, progress=False)
+    assert report.ranked_nodes[0] == "fc2"
+    assert sorted(report.ranked_nodes) == ["fc0", "fc1", "fc2", "fc3"]
+    by = {r.node: r for r in report.rows}
+    assert by["fc2"].sqnr_db < 10
+    assert all(by[n].sqnr_db > 25 for n in ("fc0", "fc1", "fc3"))
+    assert [r.sqnr_db for r in report.rows] == sorted(r.sqnr_db for r in report.rows)
+    assert all(r.op_type == "MatMul" and r.metric is None for r in report.rows)
+    # everything quantised is no better than the worst node alone
+    assert report.full_sqnr_db <= by["fc2"].sqnr_db + 0.5
+    d = report.to_dict()
+    assert d["samples"] == 32 and d["rows"][0]["node"] == "fc2" and d["scheme"]["scheme"] == "int8-static"
+
+
+def test_statistics_collected_once(model, calib, held, monkeypatch):
+    import hasten.quantize.int8 as int8
+    import hasten.quantize.stats as stats_mod
+
+    calls = []
+    real = stats_mod.collect_stats
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(stats_mod, "collect_stats", counting)
+    monkeypatch.setattr(int8, "collect_stats", counting)
+    report = sensitivity(model, calib, held, progress=False)
+    assert len(report.rows) == 4 and len(calls) == 1
+
+
+def test_metric_with_labels_ranks_by_drop(model, calib, held):
+    from hasten.backends import get_backend, run_samples
+
+    ref = run_samples(get_backend("onnxruntime").compile(model), held)["y"]
+    labelled = Samples(held.arrays, ref.argmax(axis=1), "labelled")
+    report = sensitivity(model, calib, labelled, metric="top1", progress=False)
+    assert report.metric == "top1" and report.baseline_metric == 1.0
+    first = report.rows[0]
+    assert first.node == "fc2" and first.metric_drop > 0.2
+    assert all(r.metric_drop <= 0.1 for r in report.rows[1:])
+    drops = [r.metric_drop for r in report.rows]
+    assert drops == sorted(drops, reverse=True)
+
+
+def test_render_names_the_worst(model, calib):
+    report = sensitivity(model, calib, metric="cosine", progress=False)
+    assert any("calibration samples" in n for n in report.notes)
+    console = Console(record=True, width=140)
+    report.render(console, top=2)
+    text = console.export_text()
+    table = text.split("all 4")[0]
+    assert report.rows[0].node == "fc2"
+    assert "fc2" in table and report.rows[1].node in table
+    assert report.rows[2].node not in table and report.rows[3].node not in table
+    assert "cosine" in text and "all 4 nodes quantised together" in text
+
+
+def test_bad_input(model, calib):
+    with pytest.raises(QuantizationError, match="at least 16"):
+        sensitivity(model, calib.take(4), progress=False)
+    with pytest.raises(QuantizationError, match="not quantisable"):
+        sensitivity(model, calib, nodes=["act0"], progress=False)
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    relu = hasten.load(proto)
+    with pytest.raises(QuantizationError, match="no quantisable nodes"):
+        sensitivity(relu, Samples.synthetic(relu, 16), progress=False)
+
+
+def test_cli_json(model, calib, tmp_path, capsys):
+    import hasten.commands.sensitivity  # noqa: F401  (registers the sub-command)
+    from hasten.cli import main
+
+    path = model.save(tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", **calib.arrays)
+    assert main(["sensitivity", str(path), "--calib", str(tmp_path / "calib.npz"), "--top", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["node"] for r in out["rows"]][0] == "fc2" and len(out["rows"]) == 2
+    assert main(["sensitivity", str(path)]) == 2  # no calibration data for a plain .onnx
+    assert "--calib" in capsys.readouterr().err
