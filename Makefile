@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hasten inspect zoo:minilm
-	$(BIN)/hasten bench zoo:minilm --backend onnxruntime,openvino
+	$(BIN)/hasten optimize zoo:minilm
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

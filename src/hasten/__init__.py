@@ -1,7 +1,6 @@
 """hasten: make trained neural networks fast without losing accuracy.
 
-Public API: `load`, `Samples`, `get_backend`, `benchmark`, `evaluate` (and, as they land, `quantize`,
-`optimize`, `apply`). Heavy runtimes are imported lazily.
+Public API: `load`, `Samples`, `get_backend`, `benchmark`, `evaluate`, `quantize`, `optimize`, `apply`. Heavy runtimes are imported lazily.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from pathlib import Path
 from hasten.errors import HastenError
 from hasten.model import Model, TensorSpec, load_onnx
 
-__all__ = ["HastenError", "Model", "TensorSpec", "load", "Samples", "get_backend", "benchmark", "evaluate"]
+__all__ = ["HastenError", "Model", "TensorSpec", "load", "Samples", "get_backend", "benchmark", "evaluate",
+           "quantize", "optimize", "apply"]
 __version__ = "0.1.0"
 
 
@@ -53,4 +53,12 @@ def __getattr__(name):  # lazy public names, so `import hasten` stays light
         from hasten.measure.accuracy import evaluate
 
         return evaluate
+    if name in ("optimize", "apply"):
+        from hasten import api
+
+        return getattr(api, name)
+    if name == "quantize":
+        from hasten.quantize import quantize
+
+        return quantize
     raise AttributeError(f"module 'hasten' has no attribute {name!r}")

@@ -1,3 +1,3 @@
 """Sub-commands of the `hasten` CLI, one module each; importing this package registers them."""
 
-from hasten.commands import bench, inspect, quantize, sensitivity  # noqa: F401
+from hasten.commands import apply, bench, inspect, optimize, quantize, sensitivity  # noqa: F401

@@ -46,7 +46,7 @@ def run(args, console):
         data = src.training_data(args.train_size or train_size)
     cfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr or lr, seed=args.seed,
                         hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
-                        label_weight=args.label_weight, checkpoint_every=args.checkpoint_every,
+                        label_weight=args.label_weight, checkpoint_every=args.checkpoint_every, bf16=args.bf16,
                         freeze=tuple(f for f in args.freeze.split(",") if f) if args.freeze is not None else freeze)
     ckpt = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".ckpt")
     result = distill(src.module, student, data, cfg, plan=plan, checkpoint_dir=ckpt,
@@ -99,6 +99,7 @@ def arguments(p):
     g.add_argument("--label-weight", type=float, default=0.0, help="weight of cross-entropy with labels")
     g.add_argument("--freeze", default=None, help="comma-separated parameter-name parts kept fixed")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    g.add_argument("--bf16", action="store_true", help="student under bf16 autocast (fast on AVX512-BF16 / AMX)")
     g.add_argument("--checkpoint", default=None, help="checkpoint folder (default: OUT.ckpt)")
     g.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("-o", "--output", required=True, help="the distilled student (.onnx)")

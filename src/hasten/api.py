@@ -1,0 +1,228 @@
+"""The Python API of the search: `optimize(...)` and `apply(...)` (re-exported by `hasten`).
+
+    result = hasten.optimize("zoo:minilm")                      # zoo data, metrics and budget by default
+    result = hasten.optimize("model.onnx", calib="calib.npz", eval="eval.npz", metric="top1",
+                             max_drop=0.01, time_budget="10m", out="out/model")
+    result.chosen.label, result.speedup, result.report_path
+    model = hasten.apply("out/model/recipe.yaml", "model.onnx", calib="calib.npz", out="out2")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hasten.data import load_samples
+from hasten.errors import SearchError
+
+TARGETS = ("cpu",)
+DEFAULT_TIME_BUDGET_S = 480.0
+
+
+def parse_duration(value) -> float:
+    """Seconds from 600, "600", "90s", "10m", "1h", "1m30s"."""
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+            if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
+                raise SearchError(f"--time-budget {value!r}: write a duration like 90s, 10m or 1h")
+            seconds = sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
+    if not seconds > 0:
+        raise SearchError(f"--time-budget must be positive, got {value!r}")
+    return seconds
+
+
+def _metrics(spec, entry) -> list:
+    from hasten.measure.accuracy import Metric, get_metric
+
+    if spec is None or spec == "" or spec == []:
+        if entry is not None:
+            return list(entry.metrics())
+        return None
+    if isinstance(spec, (str, Metric)) or callable(spec):
+        items = [s for s in spec.split(",") if s] if isinstance(spec, str) else [spec]
+    else:
+        items = list(spec)
+    return [get_metric(s) for s in items]
+
+
+@dataclass
+class OptimizeResult:
+    """What `optimize` returns: the search result plus where its files are."""
+
+    search: object  # hasten.search.tuner.SearchResult
+    out: Path
+
+    @property
+    def chosen(self):
+        return self.search.chosen
+
+    @property
+    def baseline(self):
+        return self.search.baseline
+
+    @property
+    def records(self):
+        return self.search.records
+
+    @property
+    def speedup(self) -> float:
+        lat = self.chosen.latency
+        return float(lat["ratio"]) if lat else 1.0
+
+    @property
+    def recipe(self):
+        return self.chosen.recipe
+
+    @property
+    def model_path(self) -> Path:
+        return self.out / "model.onnx"
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.out / "recipe.yaml"
+
+    @property
+    def results_path(self) -> Path:
+        return self.out / "results.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.out / "report.html"
+
+    def model(self):
+        from hasten.model import load_onnx
+
+        return load_onnx(self.model_path)
+
+
+def _name_of(source, model) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        text = str(source)
+        return text[4:] if text.startswith("zoo:") else Path(text).stem
+    if model.source is not None:
+        return Path(model.source).stem
+    return "model"
+
+
+def _check_names(settings: dict) -> None:
+    """SearchError for a scheme or pass name that is not registered."""
+    from hasten import passes
+    from hasten.search.space import Space
+
+    for key, known in (("schemes", sorted(Space.scheme_classes())), ("passes", passes.registered())):
+        names = settings.get(key)
+        if names is None:
+            continue
+        if isinstance(names, str):
+            names = tuple(n.strip() for n in names.split(",") if n.strip())
+            settings[key] = names
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise SearchError(f"--{key}: unknown {unknown}; known: {', '.join(known)}")
+
+
+def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target: str = "cpu",
+             backends=None, time_budget=None, threads=None, out=None, resume: bool = False,
+             force: bool = False, progress=None, **settings) -> OptimizeResult:
+    """Search for the fastest model whose accuracy drop stays inside the budget; write OUT/.
+
+    model: .onnx path, zoo:NAME, ModelProto or Model. calib / eval: Samples or paths (a zoo model's own data
+    by default). metric: name(s) (top1, cosine, retrieval, sqnr, module:function), Metric(s) or a callable.
+    max_drop: see hasten.search.budget. backends: names or "a,b". time_budget: seconds or "10m".
+    threads: an int, a list of ints to search over, or None (physical cores). out: folder (default
+    ./out/<model name>). resume/force: what to do with a folder holding another model's results.
+    progress: callable(Event). Other keywords go to hasten.search.tuner.Settings.
+    """
+    import hasten
+    from hasten.search.budget import Budget
+    from hasten.search.evaluate import check_samples
+    from hasten.search.tuner import Settings, Tuner
+
+    if target not in TARGETS:
+        raise SearchError(f"--target {target!r}: hasten optimize supports {', '.join(TARGETS)} for now")
+    entry = None
+    if isinstance(model, str) and model.startswith("zoo:"):
+        from hasten import zoo
+
+        entry = zoo.get(model)
+    name = str(model) if isinstance(model, str) else ""
+    loaded = hasten.load(model)
+    calib = load_samples(calib, loaded, name, "calibration")
+    eval = load_samples(eval, loaded, name, "evaluation")
+    if entry is not None:
+        calib = calib if calib is not None else entry.calibration()
+        eval = eval if eval is not None else entry.evaluation()
+    check_samples(loaded, eval, "evaluation")
+    if calib is not None:
+        check_samples(loaded, calib, "calibration")
+    metrics = _metrics(metric, entry)
+    if not metrics:
+        metrics = _metrics("top1" if eval.labels is not None else "cosine", None)
+    budget = Budget.build(metrics, max_drop)
+    if isinstance(backends, str):
+        backends = [b.strip() for b in backends.split(",") if b.strip()]
+    from hasten.backends import backend_names
+
+    backends = list(backends or backend_names())
+    unknown = sorted(set(backends) - set(backend_names()))
+    if unknown:
+        raise SearchError(f"--backends: unknown {unknown}; choose from {', '.join(backend_names())}")
+    if isinstance(threads, int):
+        threads = (threads,)
+    elif isinstance(threads, str):
+        threads = tuple(int(t) for t in threads.split(",") if t.strip())
+    if threads and any(t < 1 for t in threads):
+        raise SearchError(f"--threads must be >= 1, got {threads}")
+    _check_names(settings)
+    seconds = parse_duration(time_budget) if time_budget is not None else DEFAULT_TIME_BUDGET_S
+    import dataclasses
+
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(Settings)})
+    if unknown:
+        raise SearchError(f"optimize(): unknown option(s) {unknown}; see hasten.search.tuner.Settings")
+    opts = Settings(backends=tuple(backends), threads=tuple(threads or ()), time_budget_s=seconds, **settings)
+    model_name = _name_of(model, loaded)
+    out = Path(out) if out is not None else Path("out") / model_name
+    tuner = Tuner(loaded, calib, eval, metrics, budget, out, opts, progress=progress, resume=resume, force=force,
+                  model_name=name or model_name)
+    if calib is not None and tuner.context["calibration"] == tuner.context["evaluation"]:
+        tuner.notes.append("the calibration and evaluation samples are the same data: accuracy figures are "
+                           "optimistic (BENCHMARKING.md asks for disjoint sets)")
+    return OptimizeResult(tuner.run(), out)
+
+
+def apply(recipe, model, calib=None, out=None):
+    """Run `recipe` (a Recipe or a recipe.yaml path) on `model` (path, zoo:NAME or Model); returns the Model.
+
+    `calib`: the calibration data the search used (Samples or a path; a zoo model's own by default). With
+    `out`, writes OUT/model.onnx and OUT/recipe.yaml."""
+    import hasten
+    from hasten.recipe import Recipe
+    from hasten.recipe import apply as apply_recipe
+
+    if not isinstance(recipe, Recipe):
+        recipe = Recipe.load(recipe)
+    else:
+        recipe.validate()
+    name = str(model) if isinstance(model, str) else ""
+    loaded = hasten.load(model)
+    calib = load_samples(calib, loaded, name, "calibration")
+    if calib is None and recipe.uses_calibration and name.startswith("zoo:"):
+        from hasten import zoo
+
+        calib = zoo.get(name).calibration()
+    result = apply_recipe(recipe, loaded, calib)
+    if out is not None:
+        out = Path(out)
+        result.save(out / "model.onnx")
+        recipe.save(out / "recipe.yaml", header=f"applied by hasten apply; output fingerprint "
+                                                f"{result.fingerprint()}")
+    return result

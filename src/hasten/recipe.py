@@ -1,0 +1,323 @@
+"""Recipe: the ordered steps that made a model, plus the backend that runs it; YAML round trip and `apply`.
+
+    hasten_recipe: 1
+    backend: onnxruntime
+    backend_options: {threads: 2}
+    seed: 0
+    calibration_items: 128          # the first N calibration samples were used (null: all of them)
+    steps:
+    - {kind: pass, name: transformer_fusion, config: {gelu_approximation: false}}
+    - {kind: quantize, name: int8-dynamic, config: {per_channel: true}}
+
+`apply(recipe, model, calib)` runs the steps in order: a `pass` step is `hasten.passes.get_pass(name,
+**config)(model)`, a `quantize` step is `hasten.quantize.quantize(model, config_for(name, **config), calib)`.
+Given the same input model and calibration data it reproduces the same model (same fingerprint).
+Unknown keys, kinds, passes or schemes raise `RecipeError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hasten.errors import HastenError
+
+FORMAT_VERSION = 1
+KINDS = ("pass", "quantize")
+_TOP_KEYS = {"hasten_recipe", "backend", "backend_options", "seed", "calibration_items", "steps"}
+_STEP_KEYS = {"kind", "name", "config"}
+
+
+class RecipeError(HastenError):
+    """A recipe file or object is malformed, or names a pass / scheme hasten does not know."""
+
+
+def _plain(value):
+    """JSON/YAML-safe copy of a config value (tuples become lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: a graph pass or a quantisation scheme, with its config as plain values."""
+
+    kind: str
+    name: str
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise RecipeError(f"recipe step {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise RecipeError(f"recipe step: name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.config, dict):
+            raise RecipeError(f"recipe step {self.name!r}: config must be a mapping, got "
+                              f"{type(self.config).__name__}")
+        object.__setattr__(self, "config", _plain(self.config))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "config": dict(self.config)}
+
+    def label(self) -> str:
+        """`name(option=value,...)` with only the options that differ from the defaults."""
+        defaults = _default_config(self.kind, self.name)
+        opts = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.config.items())
+                        if k not in defaults or defaults[k] != v)
+        return f"{self.name}({opts})" if opts else self.name
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Steps (in order), the backend and its options (threads, precision...), a seed, and how many
+    calibration items the quantisation steps used (None: all that were given)."""
+
+    steps: tuple[Step, ...] = ()
+    backend: str = "onnxruntime"
+    backend_options: dict = field(default_factory=dict)
+    seed: int = 0
+    calibration_items: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "backend_options", _plain(dict(self.backend_options)))
+        if not isinstance(self.backend, str) or not self.backend:
+            raise RecipeError(f"recipe: backend must be a name such as 'onnxruntime', got {self.backend!r}")
+        if self.calibration_items is not None and int(self.calibration_items) < 1:
+            raise RecipeError(f"recipe: calibration_items must be >= 1 or null, got {self.calibration_items}")
+
+    # -- identity ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"hasten_recipe": FORMAT_VERSION, "backend": self.backend,
+                "backend_options": dict(self.backend_options), "seed": int(self.seed),
+                "calibration_items": self.calibration_items, "steps": [s.to_dict() for s in self.steps]}
+
+    def key(self) -> str:
+        """A stable hash of everything that defines the result (sorted JSON)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def model_key(self) -> str:
+        """Hash of what defines the model alone (steps, seed, calibration), not the backend it runs on."""
+        d = self.to_dict()
+        text = json.dumps({"steps": d["steps"], "seed": d["seed"], "calib": d["calibration_items"]},
+                          sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def uses_calibration(self) -> bool:
+        return any(s.kind == "quantize" for s in self.steps)
+
+    def label(self) -> str:
+        """Short human label: `backend[opts] step + step`."""
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.backend_options.items()) if k != "threads")
+        head = f"{self.backend}[{opts}]" if opts else self.backend
+        body = " + ".join(s.label() for s in self.steps) or "fp32"
+        return f"{head}: {body}"
+
+    # -- YAML ----------------------------------------------------------------------------------------
+    def to_yaml(self, header: str = "") -> str:
+        comment = "".join(f"# {line}\n" for line in header.splitlines()) if header else ""
+        return comment + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+    def save(self, path: str | os.PathLike, header: str = "") -> Path:
+        from hasten.search.cache import atomic_write_text
+
+        path = Path(path)
+        atomic_write_text(path, self.to_yaml(header))
+        return path
+
+    @classmethod
+    def from_dict(cls, data, where: str = "recipe") -> Recipe:
+        if not isinstance(data, dict):
+            raise RecipeError(f"{where}: expected a mapping with keys {sorted(_TOP_KEYS)}, got "
+                              f"{type(data).__name__}")
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            raise RecipeError(f"{where}: unknown key(s) {unknown}; a recipe has {sorted(_TOP_KEYS)}")
+        version = data.get("hasten_recipe", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise RecipeError(f"{where}: recipe format {version!r} is not supported (this hasten reads "
+                              f"{FORMAT_VERSION}); re-create it with this version")
+        if "backend" not in data:
+            raise RecipeError(f"{where}: missing 'backend' (e.g. backend: onnxruntime)")
+        raw_steps = data.get("steps") or []
+        if not isinstance(raw_steps, list):
+            raise RecipeError(f"{where}: 'steps' must be a list")
+        steps = []
+        for i, raw in enumerate(raw_steps):
+            if not isinstance(raw, dict):
+                raise RecipeError(f"{where}: step {i} must be a mapping with keys {sorted(_STEP_KEYS)}")
+            bad = sorted(set(raw) - _STEP_KEYS)
+            if bad:
+                raise RecipeError(f"{where}: step {i} has unknown key(s) {bad}; a step has "
+                                  f"{sorted(_STEP_KEYS)}")
+            if "kind" not in raw or "name" not in raw:
+                raise RecipeError(f"{where}: step {i} needs 'kind' (pass|quantize) and 'name'")
+            try:
+                steps.append(Step(raw["kind"], raw["name"], raw.get("config") or {}))
+            except RecipeError as exc:
+                raise RecipeError(f"{where}: step {i}: {exc}") from exc
+        options = data.get("backend_options") or {}
+        if not isinstance(options, dict):
+            raise RecipeError(f"{where}: 'backend_options' must be a mapping")
+        seed = data.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise RecipeError(f"{where}: 'seed' must be an integer, got {seed!r}")
+        items = data.get("calibration_items")
+        if items is not None and (not isinstance(items, int) or isinstance(items, bool)):
+            raise RecipeError(f"{where}: 'calibration_items' must be an integer or null, got {items!r}")
+        return cls(tuple(steps), data["backend"], options, seed, items)
+
+    @classmethod
+    def from_yaml(cls, text: str, where: str = "recipe") -> Recipe:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{where}: not valid YAML ({exc})") from exc
+        return cls.from_dict(data, where)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recipe:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"{path}: no such recipe file; give the recipe.yaml written by hasten optimize")
+        recipe = cls.from_yaml(path.read_text(encoding="utf-8"), str(path))
+        recipe.validate(str(path))
+        return recipe
+
+    # -- checks and application ----------------------------------------------------------------------
+    def validate(self, where: str = "recipe") -> None:
+        """Raise RecipeError unless every pass, scheme, option and the backend are known."""
+        from hasten.backends import backend_names
+
+        if self.backend not in backend_names():
+            raise RecipeError(f"{where}: unknown backend {self.backend!r}; choose from {backend_names()}")
+        for step in self.steps:
+            try:
+                _build_step(step)
+            except HastenError as exc:
+                raise RecipeError(f"{where}: step {step.label()}: {exc}") from exc
+
+    def backend_instance(self, threads: int | None = None):
+        """The configured Backend (`threads` overrides the recipe's thread count when given)."""
+        from hasten.backends import get_backend
+
+        options = dict(self.backend_options)
+        if threads is not None:
+            options["threads"] = threads
+        return get_backend(self.backend, **options)
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value[:3]) + (f",+{len(value) - 3}" if len(value) > 3 else "") + "]"
+    return str(value)
+
+
+@functools.cache
+def _default_config(kind: str, name: str) -> dict:
+    """The default config of a pass or scheme as plain values ({} when it cannot be built)."""
+    import dataclasses
+
+    try:
+        built = _build_step(Step(kind, name, {}))
+    except Exception:
+        return {}
+    config = built.config if kind == "pass" else built
+    if not dataclasses.is_dataclass(config):
+        return {}
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _build_step(step: Step):
+    """The callable a step stands for: a Pass instance or a QuantConfig."""
+    if step.kind == "pass":
+        from hasten import passes
+
+        if step.name not in passes.registered():
+            raise RecipeError(f"unknown pass {step.name!r}; known passes: {', '.join(passes.registered())}")
+        return passes.get_pass(step.name, **step.config)
+    import hasten.quantize as quantize_pkg
+    from hasten.quantize.base import config_for, schemes
+
+    del quantize_pkg  # importing the package registers the built-in schemes
+    if step.name not in schemes():
+        raise RecipeError(f"unknown quantisation scheme {step.name!r}; known: {', '.join(sorted(schemes()))}")
+    return config_for(step.name, **step.config)
+
+
+def normalized(step: Step) -> Step:
+    """The step with its full config (every option, defaults filled in), so a recipe does not depend on
+    future defaults."""
+    import dataclasses
+
+    built = _build_step(step)
+    config = built.config if step.kind == "pass" else built
+    if not dataclasses.is_dataclass(config):
+        return step
+    return Step(step.kind, step.name, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+
+
+def run_step(step: Step, model, calib=None):
+    """Apply one step to `model`; returns (new model, report dict)."""
+    built = _build_step(step)
+    if step.kind == "pass":
+        result = built(model)
+        return result.model, {"modified": bool(result.modified), **{k: int(v) for k, v in result.stats.items()}}
+    from hasten.quantize.base import quantize
+
+    result = quantize(model, built, calib)
+    return result.model, _plain(result.report or {})
+
+
+def calibration_subset(recipe: Recipe, calib):
+    """The calibration samples a recipe uses: the first `calibration_items`, or all."""
+    if calib is None or recipe.calibration_items is None:
+        return calib
+    return calib.take(min(len(calib), int(recipe.calibration_items)))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the random generators a step may use (numpy's global, Python's, torch's when loaded)."""
+    import random
+    import sys
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def apply(recipe: Recipe | str | os.PathLike, model, calib=None):
+    """Run `recipe`'s steps on `model` (a hasten Model); returns the new Model.
+
+    `calib` (Samples) is needed when a step quantises with calibration; the recipe's `calibration_items`
+    selects the first N of them, as during the search.
+    """
+    from hasten.errors import DataError
+
+    if not isinstance(recipe, Recipe):
+        recipe = Recipe.load(recipe)
+    if recipe.uses_calibration and calib is not None and recipe.calibration_items is not None \
+            and len(calib) < recipe.calibration_items:
+        raise DataError(f"the recipe was made with {recipe.calibration_items} calibration items; only "
+                        f"{len(calib)} were given: give the same calibration data to reproduce it")
+    calib = calibration_subset(recipe, calib)
+    seed_everything(recipe.seed)
+    for step in recipe.steps:
+        model, _ = run_step(step, model, calib)
+    return model

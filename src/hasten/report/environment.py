@@ -1,0 +1,51 @@
+"""The machine and software a figure was measured on (BENCHMARKING.md: state the machine)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+
+#: CPU flags that decide which kernels a runtime can use
+FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+PACKAGES = ("hasten", "numpy", "onnx", "onnx-ir", "onnxscript", "onnxruntime", "openvino", "nncf", "torch",
+            "transformers")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(settings=None) -> dict:
+    from hasten.backends import physical_cores
+    from hasten.search.space import cpu_flags
+
+    flags = cpu_flags()
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    out = {
+        "cpu": cpu_model(), "machine": platform.machine(), "physical_cores": physical_cores(),
+        "logical_cores": os.cpu_count(), "flags": {f: f in flags for f in FLAGS},
+        "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
+        "packages": versions,
+    }
+    if settings is not None:
+        out["threads"] = list(settings.threads)
+    try:
+        import psutil
+
+        out["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:
+        pass
+    return out

@@ -1,0 +1,296 @@
+"""report.html: one self-contained page (inline CSS and SVG, no script, nothing fetched) from results.json.
+
+Sections (each an element with this id): summary, scatter (latency vs accuracy, Pareto front, budget
+line), floor (chosen vs baseline vs roofline floor), distributions (latency of the final measurement),
+candidates (every candidate, kept or rejected and why), sensitivity (per-layer), cost (by op type),
+environment (CPU, flags, packages, threads).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from hasten.report import svg
+from hasten.search.cache import atomic_write_text
+
+SECTIONS = ("summary", "scatter", "floor", "distributions", "candidates", "sensitivity", "cost", "environment")
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;
+line-height:1.4;padding:0 16px}h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:32px;
+border-bottom:1px solid #ddd;padding-bottom:4px}table{border-collapse:collapse;font-size:12px;margin:8px 0}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:right;vertical-align:top}th{background:#f5f5f5}
+td.l,th.l{text-align:left}.muted{color:#777}.big{font-size:15px}.ok{color:#2ca02c}.bad{color:#d62728}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;margin:6px 0}
+.legend span{display:inline-block;margin-right:14px}.dot{display:inline-block;width:10px;height:10px;
+border-radius:5px;margin-right:4px;vertical-align:middle}code{background:#f5f5f5;padding:1px 3px}
+.scroll{max-height:560px;overflow:auto}
+"""
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _ms(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if v >= 1 else f"{v:.3g}"
+
+
+def _cands(data) -> dict[str, dict]:
+    return {c["key"]: c for c in data.get("candidates", [])}
+
+
+def _primary(data) -> str:
+    return data["metrics"][0]
+
+
+def _acc(c: dict, metric: str):
+    acc = c.get("accuracy") or {}
+    m = (acc.get("metrics") or {}).get(metric)
+    return None if m is None else m["mean"]
+
+
+def _est_ms(c: dict, base_ms: float | None) -> float | None:
+    """Milliseconds: the final measurement, else the baseline's final median / the screen ratio."""
+    if c.get("latency"):
+        return c["latency"]["median_ms"]
+    if base_ms and c.get("speedup"):
+        return base_ms / c["speedup"]
+    return None
+
+
+def section_summary(data) -> str:
+    s = data.get("summary") or {}
+    cands = _cands(data)
+    chosen, base = cands.get(data.get("chosen")), cands.get(data.get("baseline"))
+    parts = [f'<p class="big">Model <b>{escape(str(data.get("model")))}</b> '
+             f'(fingerprint <code>{escape(str(data.get("input_fingerprint")))}</code>), metrics '
+             f'{escape(", ".join(data["metrics"]))}, budget '
+             f'{escape(", ".join(f"{k} drop ≤ {v:g}" for k, v in data["budget"].items()))}.</p>']
+    if chosen and base:
+        ok = "ok" if s.get("beat_baseline") else "bad"
+        parts.append(f'<p class="big {ok}">{escape(s.get("line", ""))}</p>')
+        rows = ['<tr><th class="l"></th><th class="l">recipe</th><th>median ms</th><th>p90 ms</th>'
+                '<th>speed-up</th>' + "".join(f"<th>{escape(m)} (mean / worst)</th>" for m in data["metrics"])
+                + "<th>size MB</th></tr>"]
+        for name, c in (("baseline", base), ("chosen", chosen)):
+            lat = c.get("latency") or {}
+            accs = (c.get("accuracy") or {}).get("metrics") or {}
+            cells = "".join(f"<td>{_pct(accs.get(m, {}).get('mean'))} / {_pct(accs.get(m, {}).get('worst'))}</td>"
+                            for m in data["metrics"])
+            rows.append(f'<tr><td class="l">{name}</td><td class="l">{escape(c["label"])}</td>'
+                        f'<td>{_ms(lat.get("median_ms"))}</td><td>{_ms(lat.get("p90_ms"))}</td>'
+                        f'<td>{(lat.get("ratio") or 1.0):.2f}x</td>{cells}'
+                        f'<td>{c.get("size_bytes", 0) / 1e6:.1f}</td></tr>')
+        parts.append("<table>" + "".join(rows) + "</table>")
+    counts = data.get("counts", {})
+    parts.append(f'<p>{sum(counts.values())} candidates: ' + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+                 + f'. Search time {data.get("elapsed_s", 0):.0f} s; evaluation on {data.get("evaluation_items")} '
+                   f'items (subset screen {data.get("subset_items")}).</p>')
+    for note in data.get("notes", []):
+        parts.append(f'<div class="note">{escape(note)}</div>')
+    if data.get("interrupted") or data.get("partial"):
+        parts.append('<div class="note">These are partial results (the search was interrupted).</div>')
+    return "".join(parts)
+
+
+def section_scatter(data) -> str:
+    cands = _cands(data)
+    metric = _primary(data)
+    base = cands.get(data.get("baseline")) or {}
+    base_ms = (base.get("latency") or {}).get("median_ms") or (base.get("latency_screen") or {}).get("median_ms")
+    points, xy = [], []
+    limit = data["budget"].get(metric)
+    base_acc = _acc(base, metric)
+    higher = data.get("higher_is_better", {}).get(metric, True)
+    floor_y = None
+    if limit is not None and base_acc is not None and higher:
+        floor_y = base_acc - 4 * limit  # points far below the budget are drawn on the bottom edge
+    hidden = 0
+    for c in cands.values():
+        y = _acc(c, metric)
+        x = _est_ms(c, base_ms)
+        if x is None or y is None or c["status"] in ("failed", "not-tried", "duplicate"):
+            continue
+        if floor_y is not None and y < floor_y:
+            hidden += 1
+            continue
+        kind = "chosen" if c["chosen"] else ("baseline" if c["status"] == "baseline" else c["status"])
+        color = svg.COLORS.get(kind, "#999")
+        points.append({"x": x, "y": y, "color": color, "r": 7 if c["chosen"] else 4,
+                       "title": f"{c['label']}\n{x:.2f} ms, {metric} {y:.4f}\n{c['status']}: {c['reason']}",
+                       "label": "chosen" if c["chosen"] else ("baseline" if c["key"] == data.get("baseline")
+                                                              else None)})
+        xy.append((x, y))
+    hline = (base_acc - limit, f"budget: {metric} ≥ {base_acc - limit:.4f}") if limit is not None and \
+        base_acc is not None else None
+    chart = svg.scatter(points, "latency, ms (median; screened candidates scaled from their ratio to the "
+                                "baseline)", f"{metric} (mean)", hline, svg.pareto_front(xy))
+    legend = "".join(f'<span><i class="dot" style="background:{svg.COLORS[k]}"></i>{k}</span>'
+                     for k in ("chosen", "baseline", "in-budget", "rejected", "front"))
+    far = (f' {hidden} candidate(s) far below the budget ({metric} &lt; {floor_y:.4f}) are left out of the '
+           f'plot; the table below lists them.' if hidden else "")
+    return (f'<div class="legend">{legend}</div>{chart}<p class="muted">{far} Each dot is a candidate that ran; the '
+            f'dashed purple line is the Pareto front (nothing is both faster and more accurate), the dashed red '
+            f'line the accuracy budget. Hover a dot for its recipe. Accuracy is against the fp32 model on the '
+            f'same backend; out-of-budget candidates were timed only to decide whether refining them could '
+            f'win.</p>')
+
+
+def section_floor(data) -> str:
+    cands = _cands(data)
+    chosen, base = cands.get(data.get("chosen")), cands.get(data.get("baseline"))
+    floor = data.get("floor") or {}
+    rows = []
+    if base and base.get("latency"):
+        rows.append(("baseline: " + base["label"], base["latency"]["median_ms"], svg.COLORS["baseline"],
+                     f"median of {base['latency']['runs']} runs"))
+    if chosen and chosen.get("latency") and chosen is not base:
+        rows.append(("chosen: " + chosen["label"], chosen["latency"]["median_ms"], svg.COLORS["chosen"],
+                     f"median of {chosen['latency']['runs']} runs"))
+    for dtype in ("fp32", "bf16", "int8"):
+        v = floor.get(f"{dtype}_ms")
+        if v:
+            rows.append((f"roofline floor, {dtype}" + (" linear layers" if dtype == "int8" else ""), v,
+                         svg.COLORS["floor"], (floor.get("formulas") or {}).get(dtype, "")))
+    text = ""
+    if chosen and chosen.get("latency") and floor.get("fp32_ms"):
+        dtype = "int8" if any(s["name"].startswith("int8") for s in chosen["recipe"]["steps"]) else "fp32"
+        f = floor.get(f"{dtype}_ms") or floor["fp32_ms"]
+        if chosen["latency"]["median_ms"] < f or (base and base.get("latency") and
+                                                  base["latency"]["median_ms"] < floor["fp32_ms"]):
+            text += ('<div class="note">A measured time is below its floor: the host profile\'s peaks are too '
+                     'low (measured while the machine was busy?). Re-measure them on an idle machine: '
+                     '<code>hasten.measure.targets.host_target(refresh=True)</code>.</div>')
+        text += (f'<p>The chosen model runs at {chosen["latency"]["median_ms"] / f:.1f}x its {dtype} floor on this '
+                f'host ({_ms(f)} ms = max(FLOPs / peak, bytes / bandwidth), with the peaks measured on this '
+                f'host: {escape((floor.get("formulas") or {}).get(dtype, ""))}).</p>')
+    elif not floor:
+        text = f'<p class="muted">No floor: {escape(str(data.get("floor_error", "the cost model could not cost this model")))}</p>'
+    return svg.hbars(rows, "ms") + text
+
+
+def section_distributions(data) -> str:
+    cands = _cands(data)
+    series = []
+    for c in cands.values():
+        lat = c.get("latency")
+        if lat and lat.get("times_ms"):
+            kind = "chosen" if c["chosen"] else ("baseline" if c["key"] == data.get("baseline") else "in-budget")
+            series.append((c["label"], lat["times_ms"], svg.COLORS[kind]))
+    series.sort(key=lambda s: sorted(s[1])[len(s[1]) // 2])
+    timing = (data.get("settings") or {})
+    return (svg.boxplots(series, "ms") +
+            f'<p class="muted">The final measurement: finalists and the baseline timed in one process, '
+            f'interleaved (A B A B ...), ≥ {timing.get("final_seconds", 5):g} s each after warm-up; box = p25..p75, '
+            f'line = median, whiskers = p1..p99.</p>')
+
+
+def section_candidates(data) -> str:
+    metrics = data["metrics"]
+    head = ('<tr><th>#</th><th class="l">recipe</th><th class="l">origin</th><th class="l">status</th>'
+            + "".join(f"<th>{escape(m)} drop</th>" for m in metrics)
+            + '<th>speed-up</th><th>ms</th><th>size MB</th><th class="l">why</th></tr>')
+    rows = []
+    for i, c in enumerate(data.get("candidates", []), 1):
+        acc = (c.get("accuracy") or {}).get("metrics") or {}
+        drops = "".join(f"<td>{_pct(acc[m]['drop']) if m in acc else '-'}</td>" for m in metrics)
+        lat = c.get("latency") or c.get("latency_screen") or {}
+        sp = f"{c['speedup']:.2f}x" if c.get("speedup") else "-"
+        cls = "ok" if c.get("chosen") else ""
+        rows.append(f'<tr class="{cls}"><td>{i}</td><td class="l">{escape(c["label"])}</td>'
+                    f'<td class="l">{escape(c["origin"])}</td><td class="l">{escape(c["status"])}'
+                    f'{" ★" if c.get("chosen") else ""}</td>{drops}<td>{sp}</td>'
+                    f'<td>{_ms(lat.get("median_ms"))}</td><td>{c.get("size_bytes", 0) / 1e6:.1f}</td>'
+                    f'<td class="l">{escape(c.get("reason") or "")}</td></tr>')
+    return (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div><p class="muted">Drops are absolute '
+            f'(baseline − candidate) on the full evaluation set, or on the subset when the subset screen rejected '
+            f'the candidate. Speed-up = baseline median / candidate median from the same interleaved run '
+            f'(final measurement when there is one, else the short screen).</p>')
+
+
+def section_sensitivity(data) -> str:
+    sens = data.get("sensitivity")
+    if not sens or not sens.get("rows"):
+        return ('<p class="muted">No per-layer sensitivity was measured: every whole-model scheme the search '
+                'refined either fit the budget or could not beat the best model already in budget, so mixed '
+                'precision was not needed' + (f' ({escape(sens.get("reason", ""))})' if sens else "") + '.</p>')
+    rows = sens["rows"][:40]
+    use_drop = any((r.get("metric_drop") or 0) > 0 for r in rows)
+    unit = f'{sens.get("metric")} drop' if use_drop else "output SQNR dB (lower = more sensitive)"
+    bars = []
+    for r in rows:
+        v = r["metric_drop"] if use_drop else r["sqnr_db"]
+        bars.append((f'{r["node"]} ({r["op_type"]})', max(v, 0.0) if use_drop else v, "#ff7f0e",
+                     f'SQNR {r["sqnr_db"]:.1f} dB' + (f', drop {r["metric_drop"]:+.5f}' if use_drop else "")))
+    more = f" (first 40 of {len(sens['rows'])})" if len(sens["rows"]) > 40 else ""
+    return (f'<p>{escape(sens.get("recipe", ""))}: each node quantised alone ({escape(str(sens["scheme"].get("scheme")))}), '
+            f'measured on {sens.get("samples")} evaluation items, worst first{more}.</p>' + svg.hbars(bars, unit))
+
+
+def section_cost(data) -> str:
+    cost = data.get("cost") or {}
+    out = []
+    for label in ("baseline", "chosen"):
+        table = cost.get(label) or {}
+        if "error" in table or not table:
+            out.append(f'<p class="muted">{label}: no cost breakdown ({escape(str(table.get("error", "none")))})</p>')
+            continue
+        total = sum(v["flops"] for v in table.values()) or 1
+        items = list(table.items())[:12]
+        bars = [(k, v["flops"] / 1e6, "#1f77b4" if label == "baseline" else "#d62728",
+                 f'{v["count"]} nodes, {v["flops"] / 1e6:.1f} MFLOP ({v["flops"] / total:.0%}), '
+                 f'{v["bytes"] / 1e6:.1f} MB') for k, v in items if v["flops"] > 0]
+        rows = "".join(f'<tr><td class="l">{escape(k)}</td><td>{v["count"]}</td><td>{v["flops"] / 1e6:.2f}</td>'
+                       f'<td>{v["flops"] / total:.1%}</td><td>{v["bytes"] / 1e6:.2f}</td></tr>' for k, v in items)
+        out.append(f'<h3>{label}</h3>' + svg.hbars(bars, "MFLOP") +
+                   f'<table><tr><th class="l">op type</th><th>nodes</th><th>MFLOP</th><th>share</th>'
+                   f'<th>MB moved</th></tr>{rows}</table>')
+    shapes = data.get("shapes") or {}
+    out.append(f'<p class="muted">At input shapes {escape(str(shapes))}; FLOPs and bytes per node from '
+               f'hasten.measure.cost.</p>')
+    return "".join(out)
+
+
+def section_environment(data) -> str:
+    env = data.get("environment") or {}
+    flags = env.get("flags") or {}
+    pk = env.get("packages") or {}
+    rows = [("CPU", env.get("cpu")), ("cores", f'{env.get("physical_cores")} physical, '
+                                              f'{env.get("logical_cores")} logical'),
+            ("threads used", ", ".join(str(t) for t in env.get("threads", []))),
+            ("flags", ", ".join(f'{k} {"yes" if v else "no"}' for k, v in flags.items())),
+            ("memory", f'{env.get("memory_gb", "?")} GB'), ("python", env.get("python")), ("OS", env.get("os")),
+            ("packages", ", ".join(f"{k} {v}" for k, v in pk.items() if v))]
+    return "<table>" + "".join(f'<tr><th class="l">{k}</th><td class="l">{escape(str(v))}</td></tr>'
+                               for k, v in rows) + "</table>"
+
+
+TITLES = {"summary": "Summary", "scatter": "Latency against accuracy", "floor": "Chosen model, baseline and "
+          "the roofline floor", "distributions": "Latency distributions", "candidates": "Every candidate",
+          "sensitivity": "Per-layer sensitivity", "cost": "Cost by op type", "environment": "Environment"}
+
+
+def render(data: dict) -> str:
+    builders = {"summary": section_summary, "scatter": section_scatter, "floor": section_floor,
+                "distributions": section_distributions, "candidates": section_candidates,
+                "sensitivity": section_sensitivity, "cost": section_cost, "environment": section_environment}
+    body = []
+    for sid in SECTIONS:
+        try:
+            content = builders[sid](data)
+        except Exception as exc:  # a report is always written; a broken section says why
+            content = f'<p class="bad">this section could not be drawn: {escape(type(exc).__name__)}: {escape(str(exc))}</p>'
+        body.append(f'<section id="{sid}"><h2>{TITLES[sid]}</h2>{content}</section>')
+    title = f"hasten optimize: {data.get('model')}"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f'<body><h1>{escape(title)}</h1><p class="muted">written {escape(str(data.get("written")))} by hasten '
+            f'{escape(str((data.get("environment") or {}).get("packages", {}).get("hasten", "")))}</p>'
+            f'{"".join(body)}</body></html>\n')
+
+
+def write_report(path, data: dict):
+    return atomic_write_text(path, render(data))

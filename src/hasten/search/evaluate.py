@@ -1,0 +1,190 @@
+"""Accuracy of a candidate, cheap before dear: a small evaluation subset first, the full set for survivors.
+
+The reference is the fp32 input model on the SAME backend (same options except the precision), on the same
+samples (BENCHMARKING.md). For each metric, drop = metric.drop(baseline score, candidate score), where the
+baseline score is the fp32 model's own (1.0 for fidelity metrics, its top-1 for labelled data).
+The subset is the first `subset_size` items (so its reference is a slice of the full reference); a subset
+result only screens out candidates far outside the budget (drop > `SCREEN_SLACK` x the limit).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hasten.errors import DataError, MetricError, SearchError
+from hasten.measure.accuracy import Metric, Score
+from hasten.search.budget import Budget
+
+#: a subset drop above this multiple of the limit rejects a candidate without the full evaluation
+SCREEN_SLACK = 2.0
+
+
+class CandidateFailure(Exception):
+    """A candidate cannot be judged: it crashed its backend, produced NaN/inf, or a metric raised."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage, self.message = stage, message
+
+
+@dataclass
+class Accuracy:
+    """Scores, drops against the same backend's fp32 baseline, and whether they fit the budget."""
+
+    scores: dict[str, Score]
+    drops: dict[str, float]
+    items: int
+    within: bool
+    excess: float  # max(drop / limit); <= 1 within budget
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"items": self.items, "within_budget": self.within, "excess": self.excess,
+                "seconds": round(self.seconds, 3),
+                "metrics": {n: {"mean": s.mean, "worst": s.worst, "drop": self.drops[n]}
+                            for n, s in self.scores.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Accuracy:
+        metrics = d["metrics"]
+        return cls({n: Score(v["mean"], v["worst"]) for n, v in metrics.items()},
+                   {n: v["drop"] for n, v in metrics.items()}, d["items"], d["within_budget"], d["excess"],
+                   d.get("seconds", 0.0))
+
+
+def check_samples(model, samples, what: str = "evaluation") -> None:
+    """DataError unless `samples` is non-empty and matches the model's inputs."""
+    if samples is None:
+        raise DataError(f"no {what} samples: give --eval DATA (an .npz of named inputs, a folder of images, "
+                        "or a JSON Lines text file)")
+    if len(samples) == 0:
+        raise DataError(f"{what} samples {samples.name}: empty; give at least a few items")
+    samples.validate(model)
+    samples.check_finite()
+
+
+def output_of(outputs: dict[str, np.ndarray], name: str | None) -> np.ndarray:
+    if name is not None and name in outputs:
+        return outputs[name]
+    return next(iter(outputs.values()))
+
+
+class Evaluator:
+    """Scores candidates of one model on one evaluation set with a list of metrics and a budget."""
+
+    def __init__(self, model, samples, metrics: list[Metric], budget: Budget, subset_size: int = 64,
+                 store=None):
+        check_samples(model, samples)
+        self.samples = samples
+        self.metrics = metrics
+        self.budget = budget
+        self.output = model.outputs[0].name if model.outputs else None
+        n = len(samples)
+        need = max([m.k + 1 for m in metrics if hasattr(m, "k")] + [2])
+        self.subset_size = n if subset_size >= n or subset_size < need else subset_size
+        self.store = store  # callable(name) -> path for .npy reference outputs (resume), or None
+        self._refs: dict[str, np.ndarray] = {}
+        self._last: tuple[int, np.ndarray] | None = None  # (id of session, its subset outputs)
+        self._base: dict[tuple[str, int], dict[str, Score]] = {}
+
+    # -- references ----------------------------------------------------------------------------------
+    def run(self, session, samples) -> np.ndarray:
+        from hasten.backends import run_samples
+
+        try:
+            outs = run_samples(session, samples)
+        except Exception as exc:  # a backend that fails at run time
+            raise CandidateFailure("run", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                   ) from exc
+        return output_of(outs, self.output)
+
+    def set_reference(self, backend_key: str, session) -> float:
+        """Compute (or load) the fp32 reference outputs on `backend_key`; returns the seconds it took."""
+        t0 = time.perf_counter()
+        path = self.store(f"ref-{backend_key}") if self.store else None
+        ref = None
+        if path is not None and path.is_file():
+            try:
+                ref = np.load(path, allow_pickle=False)
+                if len(ref) != len(self.samples):
+                    ref = None
+            except (OSError, ValueError):
+                ref = None
+        if ref is None:
+            ref = self.run(session, self.samples)
+            if np.issubdtype(ref.dtype, np.floating) and not np.isfinite(ref).all():
+                raise SearchError(f"the fp32 model produces NaN/inf on the evaluation samples "
+                                  f"({self.samples.name}) on {backend_key}; check the data")
+            if path is not None:
+                _save_npy(path, ref)
+        self._refs[backend_key] = ref
+        for n in {self.subset_size, len(self.samples)}:
+            self._base[(backend_key, n)] = self._score(ref[:n], ref[:n], n)
+        return time.perf_counter() - t0
+
+    def has_reference(self, backend_key: str) -> bool:
+        return backend_key in self._refs
+
+    def baseline_scores(self, backend_key: str) -> dict[str, Score]:
+        return self._base[(backend_key, len(self.samples))]
+
+    def _labels(self, n: int):
+        labels = self.samples.labels
+        return None if labels is None else labels[:n]
+
+    def _score(self, cand: np.ndarray, ref: np.ndarray, n: int) -> dict[str, Score]:
+        out = {}
+        for m in self.metrics:
+            try:
+                out[m.name] = m.score(cand, ref, self._labels(n))
+            except MetricError as exc:
+                raise CandidateFailure("metric", str(exc)) from exc
+            except Exception as exc:
+                raise CandidateFailure("metric", f"metric {m.name} raised {type(exc).__name__}: {exc}") from exc
+        return out
+
+    # -- candidates ----------------------------------------------------------------------------------
+    def evaluate(self, session, backend_key: str, full: bool) -> Accuracy:
+        """Score `session` on the subset (full=False) or the whole set, against `backend_key`'s reference."""
+        t0 = time.perf_counter()
+        n = len(self.samples) if full else self.subset_size
+        if full and self._last is not None and self._last[0] == id(session) and self.subset_size < n:
+            # the subset is the first items: run only the rest
+            rest = self.run(session, self.samples.select(slice(self.subset_size, None)))
+            cand = np.concatenate([self._last[1], rest])
+        else:
+            cand = self.run(session, self.samples if n == len(self.samples) else self.samples.take(n))
+        self._last = (id(session), cand) if not full else None
+        if np.issubdtype(cand.dtype, np.floating) and not np.isfinite(cand).all():
+            bad = int((~np.isfinite(cand.reshape(len(cand), -1))).any(axis=1).sum())
+            raise CandidateFailure("nan", f"produces NaN/inf outputs on {bad} of {n} evaluation items")
+        ref = self._refs[backend_key][:n]
+        if cand.shape != ref.shape:
+            raise CandidateFailure("run", f"output shape {cand.shape} differs from the fp32 model's {ref.shape}")
+        scores = self._score(cand, ref, n)
+        for name, s in scores.items():
+            if not (np.isfinite(s.mean) and np.isfinite(s.worst)):
+                raise CandidateFailure("metric", f"metric {name} returned a non-finite score ({s.mean})")
+        drops = self.budget.drops(self.metrics, self._base[(backend_key, n)], scores)
+        slack = 1.0 if n == len(self.samples) else SCREEN_SLACK
+        excess = self.budget.excess(drops)
+        return Accuracy(scores, drops, n, self.budget.excess(drops, slack) <= 1.0, excess,
+                        time.perf_counter() - t0)
+
+
+def _save_npy(path, array: np.ndarray) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
+    os.close(fd)
+    try:
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,257 @@
+"""Candidate evaluation for the tuner: build (re-using built prefixes and the cache), check the interface,
+de-duplicate by fingerprint, compile, accuracy (subset, then full), and latency screens against the baseline.
+
+`CandidateRunner` is the half of `Tuner` that handles one candidate at a time; the stages live in tuner.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from hasten.errors import HastenError
+from hasten.measure.latency import compile_measured
+from hasten.recipe import Recipe, calibration_subset, run_step, seed_everything
+from hasten.search.cache import atomic_write_json, digest, read_json
+from hasten.search.evaluate import CandidateFailure
+from hasten.search.records import Record, summarize_report
+from hasten.search.space import Candidate, accuracy_recipe, reference_key
+from hasten.search.timing import BASELINE, Timing, time_sessions
+
+logger = logging.getLogger(__name__)
+
+
+class CandidateRunner:
+    """Mixin of Tuner: needs model, calib, cache, evaluator, budget, settings, records, sessions, models,
+    by_fingerprint, baseline, base_session, feeds, cost, time_rejected, emit() and write_partial()."""
+
+    # -- building ------------------------------------------------------------------------------------
+    def build(self, recipe: Recipe):
+        """The model `recipe`'s steps make (re-using the longest prefix built before); (model, report)."""
+        steps = recipe.steps
+        calib = calibration_subset(recipe, self.calib)
+        start, model, report = 0, self.model, {}
+        for i in range(len(steps), 0, -1):
+            key = digest([s.to_dict() for s in steps[:i]], recipe.calibration_items, recipe.seed)
+            if key in self.models:
+                start, model = i, self.models[key]
+                self.models.move_to_end(key)
+                break
+        if start < len(steps):
+            cached = self.cache.load_model(recipe.model_key())
+            if cached is not None:
+                return cached, {}
+        seed_everything(recipe.seed)
+        for i in range(start, len(steps)):
+            model, rep = run_step(steps[i], model, calib)
+            if steps[i].kind == "quantize":
+                report = rep
+            key = digest([s.to_dict() for s in steps[:i + 1]], recipe.calibration_items, recipe.seed)
+            self.models[key] = model
+            while len(self.models) > 4:
+                self.models.popitem(last=False)
+        return model, report
+
+    # -- one candidate -------------------------------------------------------------------------------
+    def add(self, cand: Candidate) -> Record:
+        """Evaluate `cand` (or take its result from the cache); keeps a live session for in-budget ones."""
+        if cand.key in self.records:
+            return self.records[cand.key]
+        rec = Record(cand.key, cand.recipe, cand.origin, cand.parent, cand.note)
+        self.records[cand.key] = rec
+        acc_key = self.cache.key(accuracy_recipe(cand.recipe).key())
+        state = self.cache.get(acc_key)
+        if state and state.get("status") == "running":
+            rec.status, rec.stage = "failed", "crash"
+            rec.reason = ("the process died while this candidate was being evaluated (an earlier run); "
+                          "it is not retried: delete OUT/cache to retry it")
+            self.cache.put(acc_key, rec.accuracy_state())
+            self.emit("candidate", f"failed (earlier crash): {rec.label}", rec)
+            return rec
+        if state and state.get("status") in ("in-budget", "rejected", "failed", "duplicate"):
+            rec.restore(state)
+            if self._rejudge(rec):
+                if rec.fingerprint:
+                    self.by_fingerprint.setdefault(_dup_key(rec), rec.key)
+                self.emit("candidate", f"{rec.status} (cached): {rec.label}", rec)
+                return rec
+            rec.subset = rec.full = None  # judged on the subset under a stricter budget: evaluate again
+            rec.status, rec.cached = "pending", False
+        self.cache.put(acc_key, {"status": "running", "recipe": cand.recipe.to_dict()})
+        t0 = time.perf_counter()
+        try:
+            self._evaluate(rec)
+        except BaseException:  # Ctrl-C: forget the half-done candidate, re-raise
+            (self.cache.dir / f"{acc_key}.json").unlink(missing_ok=True)
+            raise
+        elapsed = time.perf_counter() - t0
+        prev = self.cost["candidate"]
+        self.cost["candidate"] = elapsed if prev is None else 0.7 * prev + 0.3 * elapsed
+        self.cache.put(acc_key, rec.accuracy_state())
+        self.write_partial()
+        self.emit("candidate", f"{rec.status}: {rec.label}", rec)
+        return rec
+
+    def _evaluate(self, rec: Record) -> None:
+        recipe = rec.recipe
+        stage = "build"
+        try:
+            t0 = time.perf_counter()
+            model, report = self.build(recipe)
+            rec.build_s = time.perf_counter() - t0
+            rec.quant_report = summarize_report(report)
+            changed = _interface_change(self.model, model)
+            if changed:
+                rec.status, rec.stage, rec.reason = "rejected", "interface", changed
+                return
+            rec.fingerprint = model.fingerprint()
+            rec.size_bytes = model.parameter_bytes()
+            dup_key = _dup_key(rec)
+            other = self.by_fingerprint.get(dup_key)
+            if other is not None and other != rec.key:
+                rec.status, rec.stage = "duplicate", "build"
+                rec.reason = f"same model as {self.records[other].label}"
+                return
+            self.by_fingerprint[dup_key] = rec.key
+            stage = "compile"
+            session, rec.compile_s, rec.rss_added_mb = compile_measured(recipe.backend_instance(), model)
+            ref = reference_key(recipe)
+            stage = "subset"
+            rec.subset = self.evaluator.evaluate(session, ref, full=False)
+            if not rec.subset.within:
+                rec.status, rec.stage = "rejected", "subset"
+                rec.reason = "accuracy on the subset screen: " + "; ".join(
+                    self.budget.violations(rec.subset.drops, 2.0))
+                self._keep_for_timing(rec, session, model)
+                return
+            stage = "full"
+            rec.full = rec.subset if rec.subset.items == len(self.evaluator.samples) else \
+                self.evaluator.evaluate(session, ref, full=True)
+            if rec.full.within:
+                rec.status = "in-budget"
+            else:
+                rec.status, rec.stage = "rejected", "full"
+                rec.reason = "accuracy: " + "; ".join(self.budget.violations(rec.full.drops))
+            self._keep_for_timing(rec, session, model)
+        except CandidateFailure as exc:
+            rec.status, rec.stage, rec.reason = "failed", exc.stage, exc.message
+        except HastenError as exc:
+            rec.status, rec.stage, rec.reason = "failed", stage, _one_line(exc)
+        except Exception as exc:  # a crash inside a pass, a quantiser or a runtime: recorded, search goes on
+            logger.debug("candidate %s failed", rec.label, exc_info=True)
+            rec.status, rec.stage, rec.reason = "failed", stage, f"{type(exc).__name__}: {_one_line(exc)}"
+
+    def _rejudge(self, rec: Record) -> bool:
+        """Judge cached scores against the current budget; False when they do not suffice (a subset
+        rejection that the current, looser budget would let through to the full evaluation)."""
+        if rec.status not in ("in-budget", "rejected") or rec.stage not in ("", "subset", "full"):
+            return True
+        if rec.full is not None:
+            ok = self.budget.excess(rec.full.drops) <= 1.0
+            rec.full.within, rec.full.excess = ok, self.budget.excess(rec.full.drops)
+            rec.status, rec.stage = ("in-budget", "") if ok else ("rejected", "full")
+            rec.reason = "" if ok else "accuracy: " + "; ".join(self.budget.violations(rec.full.drops))
+            return True
+        if rec.subset is not None and self.budget.excess(rec.subset.drops, 2.0) > 1.0:
+            rec.reason = "accuracy on the subset screen: " + "; ".join(
+                self.budget.violations(rec.subset.drops, 2.0))
+            return True
+        return False
+
+    def _keep_for_timing(self, rec: Record, session, model) -> None:
+        """Keep the session for the next latency screen when it will be timed; cache a quantised model (a
+        graph-pass model is cheap to rebuild, a calibrated one is not)."""
+        if not (rec.within or self.time_rejected):
+            return
+        self.sessions[rec.key] = session
+        if any(s.kind == "quantize" for s in rec.recipe.steps):
+            self.cache.save_model(rec.recipe.model_key(), model)
+
+    def session_for(self, rec: Record):
+        """A live session for `rec`: kept from its evaluation, else compiled from the cached model."""
+        if rec.key in self.sessions:
+            return self.sessions[rec.key]
+        if not rec.recipe.steps:
+            model = self.model
+        else:
+            model = self.cache.load_model(rec.recipe.model_key())
+            if model is None:
+                model, _ = self.build(rec.recipe)
+                self.cache.save_model(rec.recipe.model_key(), model)
+        session, rec.compile_s, rec.rss_added_mb = compile_measured(rec.recipe.backend_instance(), model)
+        self.sessions[rec.key] = session
+        return session
+
+    # -- latency screens -----------------------------------------------------------------------------
+    def screen(self, recs: list[Record], label: str) -> None:
+        """Time `recs` (those without a screen yet) against the baseline, interleaved, in one call."""
+        todo = [r for r in recs if r.screen is None and r.status not in ("failed", "duplicate", "not-tried")]
+        if not todo:
+            return
+        key = digest("screen", self.cache.context_key, sorted(r.key for r in todo), self.settings.screen_seconds)
+        path = self.cache.dir / f"bench-{key}.json"
+        cached = read_json(path)
+        if isinstance(cached, dict) and all(r.key in cached for r in todo):
+            for r in todo:
+                r.screen = cached[r.key]
+            self._release(todo)
+            return
+        sessions = {}
+        for r in todo:
+            try:
+                sessions[r.key] = self.session_for(r)
+            except Exception as exc:
+                r.status, r.stage, r.reason = "failed", "compile", f"cannot be timed: {_one_line(exc)}"
+        self.emit("benchmark", f"timing {len(sessions)} {label} against the baseline (interleaved)")
+        try:
+            results = time_sessions(self.base_session, sessions, self.feeds,
+                                    Timing.screen(self.settings.screen_seconds))
+        except Exception as exc:
+            for r in todo:
+                if r.key in sessions:
+                    r.status, r.stage, r.reason = "failed", "latency", f"crashed while timed: {_one_line(exc)}"
+            self._release(todo)
+            return
+        if self.baseline.screen.get("median_ms") is None:
+            self.baseline.screen = results[BASELINE]
+        for r in todo:
+            if r.key in results:
+                r.screen = results[r.key]
+                if r.screen["ratio"] > 0 and not r.within:
+                    r.screen["potential"] = True  # timed only to decide whether refining it can win
+        atomic_write_json(path, {r.key: r.screen for r in todo if r.screen})
+        self._release(todo)
+        self.write_partial()
+
+    def _release(self, recs: list[Record]) -> None:
+        """Drop the sessions of timed records; delete cached models no later stage needs (out of budget)."""
+        for r in recs:
+            if r is not self.baseline:
+                self.sessions.pop(r.key, None)
+            if not r.within and r.recipe.steps:
+                self.cache.model_path(r.recipe.model_key()).unlink(missing_ok=True)
+
+
+
+def _dup_key(rec: Record) -> tuple:
+    """Records with this key are the same model on the same runtime settings (threads aside)."""
+    return (rec.fingerprint, rec.recipe.backend,
+            tuple(sorted((k, str(v)) for k, v in accuracy_recipe(rec.recipe).backend_options.items())))
+
+
+def _interface_change(original, candidate) -> str:
+    """Why `candidate` is not a drop-in replacement for `original` (inputs or outputs differ), or ""."""
+    a = [(s.name, str(s.dtype), tuple(s.shape)) for s in original.inputs]
+    b = [(s.name, str(s.dtype), tuple(s.shape)) for s in candidate.inputs]
+    if a != b:
+        return f"changes the model's inputs from {a} to {b}: not a drop-in replacement"
+    a = [(s.name, str(s.dtype)) for s in original.outputs]
+    b = [(s.name, str(s.dtype)) for s in candidate.outputs]
+    if a != b:
+        return f"changes the model's outputs from {a} to {b}: not a drop-in replacement"
+    return ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:400] if text else type(exc).__name__

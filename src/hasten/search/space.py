@@ -1,0 +1,307 @@
+"""The candidate space, built from what passes, schemes and backends declare (nothing hard-coded by name).
+
+- baselines: the input model, unchanged, on each backend (and each thread setting); runtime options worth
+  trying (`BACKEND_OPTIONS`, e.g. OpenVINO bf16 where the CPU has bf16 instructions) are variants of it;
+- graph pipelines, per backend: every registered pass that declares the backend, in the order of
+  `hasten.passes.default_pipeline(backend)`, then each option of the passes' `search_space()` one at a time,
+  and each other registered pass switched on;
+- schemes: every registered quantisation scheme (`hasten.quantize.base.schemes()`) on top of a backend's
+  best graph pipeline, with its default config; a scheme class may declare `backends` (the runtimes that run
+  its output) and `experimental = True` (tried only when asked for by name);
+- options: for a scheme candidate, each value of its config class's `search_space()` one at a time, and the
+  backend's runtime options; then the best values combined (coordinate descent).
+Mixed-precision candidates (sensitive nodes kept in float) are made by the tuner from measured sensitivity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from functools import cache
+
+from hasten.recipe import Recipe, Step
+
+logger = logging.getLogger(__name__)
+
+#: runtime options worth trying per backend: option -> values (other than the default); `_REQUIRES` says
+#: which CPU flags a value needs to be worth it.
+BACKEND_OPTIONS: dict[str, dict[str, list]] = {"openvino": {"precision": ["bf16"]}}
+_REQUIRES = {("precision", "bf16"): ("avx512_bf16", "amx_bf16")}
+#: option names that only change speed, never the numbers (so a variant shares its parent's accuracy)
+SPEED_ONLY_OPTIONS = ("threads",)
+#: Transitional: what built-in schemes do not declare yet. A scheme class declares `compute_dtype` (the
+#: arithmetic it needs the target to have, pruned when the target lacks it) and `experimental = True` (tried
+#: only when asked for by name); these defaults apply only while the class does not declare them.
+_UNDECLARED_DTYPE = {"fp16": "fp16"}
+_UNDECLARED_EXPERIMENTAL = ("binary",)
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A recipe to try, where it came from (`origin`) and the parent's recipe key."""
+
+    recipe: Recipe
+    origin: str
+    parent: str | None = None
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.recipe.key()
+
+
+def accuracy_recipe(recipe: Recipe) -> Recipe:
+    """The recipe without speed-only options: candidates that differ only there share one accuracy."""
+    options = {k: v for k, v in recipe.backend_options.items() if k not in SPEED_ONLY_OPTIONS}
+    return dataclasses.replace(recipe, backend_options=options)
+
+
+def reference_key(recipe: Recipe) -> str:
+    """Which fp32 reference a candidate is compared with: the same backend at its default precision."""
+    return recipe.backend
+
+
+def _config_dict(config) -> dict:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def _defaults(cls) -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+class Space:
+    """Generates candidates for one model.
+
+    backends: backend names; threads: thread settings (the first is the default for every candidate);
+    calibration_items: items of calibration data quantisation steps use (None: no calibration data);
+    schemes / passes: restrict to these names (None: all registered and not experimental).
+    """
+
+    def __init__(self, backends: list[str], threads: list[int], calibration_items: int | None,
+                 schemes: list[str] | None = None, passes: list[str] | None = None, seed: int = 0,
+                 target_dtypes: tuple[str, ...] | None = None):
+        self.backends = list(backends)
+        self.threads = list(threads)
+        self.calibration_items = calibration_items
+        self.only_schemes = schemes
+        self.only_passes = passes
+        self.seed = seed
+        self.target_dtypes = target_dtypes  # None: do not prune by dtype
+        self.skipped: dict[str, str] = {}  # scheme@backend -> why it was left out
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def recipe(self, steps, backend: str, options: dict | None = None) -> Recipe:
+        """A recipe with every step's config in full (defaults filled in)."""
+        steps = [_normalized(s) for s in steps]
+        options = dict(options or {})
+        options.setdefault("threads", self.threads[0])
+        quantized = any(s.kind == "quantize" for s in steps)
+        return Recipe(tuple(steps), backend, options, self.seed,
+                      self.calibration_items if quantized else None)
+
+    @staticmethod
+    def _registry():
+        from hasten import passes
+
+        return passes
+
+    @staticmethod
+    def scheme_classes() -> dict[str, type]:
+        import hasten.quantize  # noqa: F401  (registers the built-in schemes)
+        from hasten.quantize.base import schemes
+
+        return schemes()
+
+    # -- baselines and runtime options ---------------------------------------------------------------
+    def baselines(self) -> list[Candidate]:
+        out = []
+        for backend in self.backends:
+            for t in self.threads:
+                out.append(Candidate(self.recipe((), backend, {"threads": t}), "baseline",
+                                     note=f"fp32 input model on {backend}, {t} threads"))
+        for backend in self.backends:
+            for option, value in self.runtime_options(backend):
+                out.append(Candidate(self.recipe((), backend, {option: value}), "runtime",
+                                     note=f"fp32 model with {backend} {option}={value}"))
+        return out
+
+    def runtime_options(self, backend: str) -> list[tuple[str, object]]:
+        flags = cpu_flags()
+        out = []
+        for option, values in BACKEND_OPTIONS.get(backend, {}).items():
+            for value in values:
+                needs = _REQUIRES.get((option, value))
+                if needs and not (flags & set(needs)):
+                    logger.info("skipping %s %s=%s: the CPU lacks %s", backend, option, value, needs)
+                    continue
+                out.append((option, value))
+        return out
+
+    def thread_variants(self, recipe: Recipe) -> list[Recipe]:
+        return [dataclasses.replace(recipe, backend_options={**recipe.backend_options, "threads": t})
+                for t in self.threads[1:]]
+
+    # -- graph passes --------------------------------------------------------------------------------
+    def _pass_allowed(self, name: str) -> bool:
+        return self.only_passes is None or name in self.only_passes
+
+    def pipeline(self, backend: str) -> list[Step]:
+        """The default graph pipeline for `backend` as steps (each pass once, its default config)."""
+        reg = self._registry()
+        try:
+            members = list(reg.default_pipeline(backend).passes)
+        except Exception as exc:  # an unknown backend for the pass registry: no graph passes
+            logger.info("no default pipeline for %s: %s", backend, exc)
+            return []
+        steps = []
+        for p in members:
+            if backend in getattr(p, "backends", (backend,)) and self._pass_allowed(p.name):
+                steps.append(Step("pass", p.name, _config_dict(p.config)))
+        return steps
+
+    def graph_variants(self, backend: str) -> list[Candidate]:
+        """The default pipeline, then one change at a time: a pass option, or another pass switched on."""
+        reg = self._registry()
+        base = self.pipeline(backend)
+        out = []
+        if base:
+            out.append(Candidate(self.recipe(base, backend), "graph", note="default graph pipeline"))
+        in_base = {s.name for s in base}
+        for name in reg.registered():
+            if not self._pass_allowed(name):
+                continue
+            p = reg.get_pass(name)
+            if backend not in getattr(p, "backends", (backend,)):
+                continue
+            if name in in_base:
+                i = next(k for k, s in enumerate(base) if s.name == name)
+                for option, values in (p.search_space() or {}).items():
+                    for value in values:
+                        if base[i].config.get(option) == value:
+                            continue
+                        steps = list(base)
+                        steps[i] = Step("pass", name, {**base[i].config, option: value})
+                        out.append(Candidate(self.recipe(steps, backend), "graph",
+                                             note=f"{name} {option}={value}"))
+            elif not getattr(p, "search_exclude", False):
+                steps = [*base, Step("pass", name, _config_dict(p.config))]
+                out.append(Candidate(self.recipe(steps, backend), "graph", note=f"{name} on"))
+        return out
+
+    # -- quantisation schemes ------------------------------------------------------------------------
+    def scheme_allowed(self, name: str, cls, backend: str) -> str | None:
+        """None when `name` may run on `backend`, else why not."""
+        if self.only_schemes is not None and name not in self.only_schemes:
+            return "not requested"
+        experimental = getattr(cls, "experimental", name in _UNDECLARED_EXPERIMENTAL)
+        if self.only_schemes is None and experimental:
+            return "experimental (ask for it by name: schemes=...)"
+        dtype = getattr(cls, "compute_dtype", _UNDECLARED_DTYPE.get(name))
+        if self.only_schemes is None and dtype and self.target_dtypes is not None \
+                and dtype not in self.target_dtypes:
+            return (f"the target has no {dtype} arithmetic (it has {', '.join(self.target_dtypes)}); "
+                    "ask for it by name to try it anyway")
+        declared = getattr(cls, "backends", None)
+        if declared is not None and backend not in declared:
+            return f"runs on {', '.join(declared)} only"
+        if getattr(cls, "min_samples", 0) and self.calibration_items is None:
+            return "needs calibration data (--calib)"
+        return None
+
+    def scheme_candidates(self, base: Recipe) -> list[Candidate]:
+        """Each scheme, default config, on top of `base` (a graph-pass recipe)."""
+        out = []
+        for name, cls in sorted(self.scheme_classes().items()):
+            why = self.scheme_allowed(name, cls, base.backend)
+            if why is not None:
+                if why != "not requested":
+                    self.skipped[f"{name} on {base.backend}"] = why
+                continue
+            steps = [*base.steps, Step("quantize", name, {})]
+            out.append(Candidate(self.recipe(steps, base.backend, base.backend_options), "scheme",
+                                 parent=base.key(), note=f"{name}, default options"))
+        return out
+
+    def option_values(self, recipe: Recipe) -> list[tuple[str, str, object]]:
+        """(where, option, value) pairs worth trying from `recipe`: the last quantise step's search space
+        (where = "quantize") and the backend's runtime options (where = "backend")."""
+        pairs: list[tuple[str, str, object]] = []
+        # runtime options first: they re-use the parent's model, so they cost no quantisation
+        for option, value in self.runtime_options(recipe.backend):
+            if recipe.backend_options.get(option) != value:
+                pairs.append(("backend", option, value))
+        quant = [s for s in recipe.steps if s.kind == "quantize"]
+        if quant:
+            step = quant[-1]
+            cls = self.scheme_classes().get(step.name)
+            if cls is not None:
+                current = {**_defaults(cls), **step.config}
+                space = cls.search_space() or {}
+                for option, values in space.items():
+                    for value in values:
+                        if _same(current.get(option), value):
+                            continue
+                        pairs.append(("quantize", option, value))
+        return pairs
+
+    def with_option(self, recipe: Recipe, where: str, option: str, value) -> Recipe:
+        if where == "backend":
+            return dataclasses.replace(recipe, backend_options={**recipe.backend_options, option: value})
+        steps = list(recipe.steps)
+        i = max(k for k, s in enumerate(steps) if s.kind == "quantize")
+        steps[i] = _normalized(Step("quantize", steps[i].name, {**steps[i].config, option: value}))
+        return dataclasses.replace(recipe, steps=tuple(steps))
+
+    def option_variants(self, parent: Candidate) -> list[Candidate]:
+        out = []
+        for where, option, value in self.option_values(parent.recipe):
+            out.append(Candidate(self.with_option(parent.recipe, where, option, value), "option",
+                                 parent=parent.key, note=f"{option}={value}"))
+        return out
+
+    def combined(self, parent: Candidate, choices: list[tuple[str, str, object]]) -> Candidate | None:
+        """The parent with several one-at-a-time winners applied together (None when fewer than two)."""
+        if len(choices) < 2:
+            return None
+        recipe = parent.recipe
+        for where, option, value in choices:
+            recipe = self.with_option(recipe, where, option, value)
+        note = ", ".join(f"{o}={v}" for _, o, v in choices)
+        return Candidate(recipe, "combined", parent=parent.key, note=note)
+
+
+def _normalized(step: Step) -> Step:
+    from hasten.errors import HastenError
+    from hasten.recipe import normalized
+
+    try:
+        return normalized(step)
+    except (HastenError, TypeError, ValueError):  # a bad option: the build will fail and say why
+        return step
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, tuple):
+        a = list(a)
+    if isinstance(b, tuple):
+        b = list(b)
+    return a == b

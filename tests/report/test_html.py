@@ -1,0 +1,91 @@
+"""report.html: one self-contained file with every section filled, from a real (small) search."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from search.helpers import QUICK, samples, wide_mlp
+
+from hasten.api import optimize
+from hasten.report import svg
+from hasten.report.html import SECTIONS, render
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "out"
+    model = wide_mlp(width=384, layers=2)
+    result = optimize(model, samples(48, seed=1), samples(40, seed=2), metric="cosine", out=out,
+                      backends="onnxruntime", schemes=("int8-static", "int8-dynamic"), passes=(),
+                      time_budget=120, **QUICK)
+    return result, out
+
+
+def _section(html: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', html, re.S)
+    assert m, f"section {sid} missing"
+    return m.group(1)
+
+
+def test_report_has_every_section_filled(searched):
+    result, out = searched
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    for sid in SECTIONS:
+        body = _section(html, sid)
+        assert "could not be drawn" not in body, (sid, body[:300])
+    assert _section(html, "scatter").count("<circle") >= 3  # baseline, chosen and the others
+    assert "budget: cosine" in _section(html, "scatter")
+    floor = _section(html, "floor")
+    assert "roofline floor, fp32" in floor and "baseline" in floor
+    assert _section(html, "distributions").count("<rect") >= 2  # a box per finalist and the baseline
+    cands = _section(html, "candidates")
+    assert cands.count("<tr") == len(result.records) + 1
+    sens = _section(html, "sensitivity")
+    assert "fc0" in sens and "fc1" in sens and "<svg" in sens  # per-layer rows of the int8-static nodes
+    cost = _section(html, "cost")
+    assert "MatMul" in cost and "QuantizeLinear" in cost or "MatMulInteger" in cost
+    env = _section(html, "environment")
+    assert "avx512_vnni" in env and "onnxruntime" in env
+
+
+def test_report_is_self_contained(searched):
+    _, out = searched
+    html = (out / "report.html").read_text()
+    assert "<script" not in html
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing fetched
+    assert "@import" not in html and "url(" not in html
+
+
+def test_results_json_lists_every_candidate_with_why(searched):
+    result, out = searched
+    data = json.loads((out / "results.json").read_text())
+    assert not data["partial"]
+    assert len(data["candidates"]) == len(result.records)
+    for c in data["candidates"]:
+        assert c["status"] in ("baseline", "in-budget", "rejected", "failed", "duplicate", "not-tried")
+        assert c["recipe"]["backend"] == "onnxruntime"
+        if c["status"] in ("rejected", "failed", "duplicate"):
+            assert c["reason"], c
+        if c["kept"]:
+            assert c["accuracy"]["metrics"]["cosine"]["mean"] > 0.98
+    chosen = next(c for c in data["candidates"] if c["chosen"])
+    assert chosen["latency"]["runs"] >= 100 and len(chosen["latency"]["times_ms"]) > 10
+    assert data["environment"]["cpu"] and data["floor"]["fp32_ms"] > 0
+    assert (out / "recipe.yaml").read_text().startswith("# made by hasten optimize")
+
+
+def test_svg_helpers():
+    assert svg.nice_ticks(0, 1, 5) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert svg.pareto_front([(1, 0.9), (2, 0.95), (3, 0.93), (0.5, 0.5)]) == [(0.5, 0.5), (1, 0.9), (2, 0.95)]
+    s = svg.scatter([{"x": 1, "y": 2, "color": "#000", "title": "<a&b>"}], "x", "y")
+    assert "&lt;a&amp;b&gt;" in s and s.startswith("<svg")
+
+
+def test_render_survives_a_partial_results_file():
+    data = {"model": "m", "metrics": ["top1"], "budget": {"top1": 0.01}, "candidates": [], "partial": True}
+    html = render(data)
+    for sid in SECTIONS:
+        assert f'<section id="{sid}">' in html
