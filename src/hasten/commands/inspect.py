@@ -9,6 +9,12 @@ def run(args, console):
     model = load_model(args)
     from hasten.inspect import inspect_model
 
+    if args.refresh_host:
+        from hasten.measure.targets import host_target
+
+        with console.status("measuring this host's peak GEMM rates and memory bandwidth..."):
+            host_target(refresh=True)
+
     report = inspect_model(model, shapes=parse_shapes(args.shape))
     if not args.json:
         report.render(console)
@@ -17,6 +23,8 @@ def run(args, console):
 
 def arguments(p):
     add_model_options(p)
+    p.add_argument("--refresh-host", action="store_true",
+                   help="measure this host's peaks again (keeps the best figures seen; run on a quiet machine)")
 
 
 run.arguments = arguments

@@ -26,6 +26,7 @@ Published profiles (dense rates, no structured sparsity; 1 FLOP = one add or mul
 from __future__ import annotations
 
 import hashlib
+import dataclasses
 import json
 import math
 import os
@@ -369,16 +370,26 @@ def host_cache_path():
 
 
 def host_target(refresh: bool = False) -> Target:
-    """The host's measured profile, from the cache unless `refresh` (or the cache is unreadable)."""
+    """The host's measured profile, from the cache unless `refresh` (or the cache is unreadable).
+
+    A refresh keeps, per figure, the larger of the new and the cached measurement: other load on a shared
+    machine can only lower a measured peak, so the best figure seen is the closest to the true peak.
+    """
     path = host_cache_path()
-    if not refresh and path.exists():
+    cached = None
+    if path.exists():
         try:
-            target = Target.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            if target.peak_flops.get("fp32", 0) > 0 and target.bandwidth > 0:
-                return target
+            cached = Target.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            if not (cached.peak_flops.get("fp32", 0) > 0 and cached.bandwidth > 0):
+                cached = None
         except (OSError, ValueError, KeyError, TypeError):
-            pass
+            cached = None
+    if cached is not None and not refresh:
+        return cached
     target = measure_host()
+    if cached is not None:
+        peaks = {k: max(v, cached.peak_flops.get(k, 0.0)) for k, v in target.peak_flops.items()}
+        target = dataclasses.replace(target, peak_flops=peaks, bandwidth=max(target.bandwidth, cached.bandwidth))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(target.to_dict(), indent=2), encoding="utf-8")
     os.replace(tmp, path)
