@@ -25,8 +25,8 @@ Published profiles (dense rates, no structured sparsity; 1 FLOP = one add or mul
 
 from __future__ import annotations
 
-import hashlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
