@@ -1,3 +1,12 @@
 """Sub-commands of the `hasten` CLI, one module each; importing this package registers them."""
 
-from hasten.commands import apply, bench, inspect, optimize, quantize, sensitivity  # noqa: F401
+from hasten.commands import (  # noqa: F401
+    apply,
+    bench,
+    distill,
+    inspect,
+    optimize,
+    prune,
+    quantize,
+    sensitivity,
+)

@@ -14,7 +14,7 @@ from hasten.cli import command
 from hasten.commands.prune import add_prune_options, add_source_options, load_source, prune_kwargs
 
 #: per kind of source: learning rate, frozen parameters, training items
-DEFAULTS = {"embedding": (5e-4, ("word_embeddings",), 12000), "classifier": (3e-3, (), None),
+DEFAULTS = {"embedding": (5e-4, ("word_embeddings",), None), "classifier": (3e-3, (), None),
             "custom": (1e-4, (), None)}
 
 
