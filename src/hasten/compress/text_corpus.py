@@ -15,7 +15,6 @@ cached under `cache_dir()/compress/`, keyed by the Python version and the instal
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import re
@@ -25,20 +24,6 @@ from pathlib import Path
 MAX_FILES_PER_PACKAGE = 1500
 CODE_VERSION = "corpus-2"
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-
-
-def _docstrings(path: Path) -> list[str]:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError):
-        return []
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            doc = ast.get_docstring(node, clean=True)
-            if doc:
-                out.append(doc)
-    return out
 
 
 def _skip(parts) -> bool:
@@ -60,15 +45,15 @@ def _package_files() -> list[Path]:
 
 
 def _sentences(files: list[Path]) -> list[str]:
-    from hasten.zoo.text import _is_prose, _paragraphs
+    from hasten.zoo.text import docstrings, is_prose, paragraphs
 
     out: list[str] = []
     for path in files:
-        for doc in _docstrings(path):
-            for para in _paragraphs(doc):
+        for doc in docstrings(path):
+            for para in paragraphs(doc):
                 for raw in _SPLIT.split(para):
                     sentence = re.sub(r"\s+", " ", raw).strip()
-                    if _is_prose(sentence) and "\n" not in sentence:
+                    if is_prose(sentence) and "\n" not in sentence:
                         out.append(sentence)
     return out
 

@@ -60,11 +60,11 @@ def _stdlib() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def _docstrings(path: Path) -> list[str]:
+def docstrings(path: Path) -> list[str]:
     """Module, class and function docstrings of one source file (parsed, never imported)."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError, RecursionError):
         return []
     out = []
     for node in ast.walk(tree):
@@ -90,7 +90,7 @@ def _topics(path: Path) -> list[str]:
     return out
 
 
-def _paragraphs(text: str) -> list[str]:
+def paragraphs(text: str) -> list[str]:
     """Prose paragraphs: blank-line separated blocks whose lines are not indented (indented = code)."""
     paras = []
     for block in re.split(r"\n\s*\n", text):
@@ -104,7 +104,7 @@ def _paragraphs(text: str) -> list[str]:
     return paras
 
 
-def _is_prose(sentence: str) -> bool:
+def is_prose(sentence: str) -> bool:
     words = sentence.split()
     if not 6 <= len(words) <= 40:
         return False
@@ -127,15 +127,15 @@ def _all_sentences() -> tuple[str, ...]:
     root = _stdlib()
     texts: list[str] = []
     for rel in _SOURCES:
-        texts.extend(_docstrings(root / rel))
+        texts.extend(docstrings(root / rel))
     texts.extend(_topics(root / _TOPICS))
     seen: set[str] = set()
     kept: list[str] = []
     for text in texts:
-        for para in _paragraphs(text):
+        for para in paragraphs(text):
             for raw in _SENTENCE_END.split(para):
                 sentence = re.sub(r"\s+", " ", raw).strip()
-                if not _is_prose(sentence):
+                if not is_prose(sentence):
                     continue
                 norm = sentence.lower()
                 if norm not in seen:
