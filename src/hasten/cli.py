@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from rich.console import Console
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Some libraries call logging.basicConfig(level=INFO) on import (onnxruntime's MatMulNBits quantizer):
+    # configuring the root logger first turns that into a no-op, so only warnings reach the user.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import hasten.commands  # noqa: F401  (registers the sub-commands)
 
     args = build_parser().parse_args(argv)
