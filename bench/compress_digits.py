@@ -27,35 +27,13 @@ from rich.console import Console
 from rich.table import Table
 
 from hasten import load
-from hasten.backends import Session, get_backend, physical_cores, run_samples
+from hasten.backends import get_backend, physical_cores, run_samples
 from hasten.compress import DistillConfig, distill, torch_source
 from hasten.compress.workflow import student_from_options
 from hasten.measure.accuracy import Top1
 from hasten.measure.latency import benchmark, peak_rss_mb
 
 BAR_DROP, BAR_SPEEDUP = 0.01, 1.6
-
-
-class OvModelSession(Session):
-    backend_name = "openvino"
-
-    def __init__(self, ov_model, threads: int):
-        import openvino as ov
-
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        self._compiled = ov.Core().compile_model(ov_model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
-        self.input_names = [p.get_any_name() for p in self._compiled.inputs]
-        self.output_names = [p.get_any_name() for p in self._compiled.outputs]
-        self._threads = threads
-
-    def run(self, feeds):
-        result = self._request.infer(feeds, share_inputs=True, share_outputs=False)
-        return {n: np.array(result[p]) for n, p in zip(self.output_names, self._compiled.outputs, strict=True)}
-
-    def describe(self):
-        return {"backend": "openvino", "threads": self._threads, "precision": "int8 (NNCF)"}
 
 
 def int8_sessions(model, calib, threads: int) -> dict:
@@ -70,7 +48,7 @@ def int8_sessions(model, calib, threads: int) -> dict:
         ov_model = ov.convert_model(f"{tmp}/fp32.onnx")
     q_ov = nncf.quantize(ov_model, dataset, subset_size=len(calib))
     q_onnx = nncf.quantize(model.proto(), dataset, subset_size=len(calib))
-    return {"OpenVINO": OvModelSession(q_ov, threads),
+    return {"OpenVINO": get_backend("openvino", threads=threads).compile_ov(q_ov),
             "ORT": get_backend("onnxruntime", threads=threads).compile(load(q_onnx))}
 
 

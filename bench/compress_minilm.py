@@ -55,31 +55,7 @@ VARIANTS = {
 BAR_SPEEDUP, BAR_COS, BAR_TOP10, BAR_MINUTES = 1.5, 0.97, 0.80, 20.0
 
 
-class OvModelSession(Session):
-    """An openvino.Model (NNCF's output) compiled like hasten's OpenVINO backend."""
-
-    backend_name = "openvino"
-
-    def __init__(self, ov_model, threads: int):
-        import openvino as ov
-
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        self._compiled = ov.Core().compile_model(ov_model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
-        self.input_names = [p.get_any_name() for p in self._compiled.inputs]
-        self.output_names = [p.get_any_name() for p in self._compiled.outputs]
-        self._threads = threads
-
-    def run(self, feeds):
-        result = self._request.infer(feeds, share_inputs=True, share_outputs=False)
-        return {n: np.array(result[p]) for n, p in zip(self.output_names, self._compiled.outputs, strict=True)}
-
-    def describe(self):
-        return {"backend": "openvino", "threads": self._threads, "precision": "int8 (NNCF)"}
-
-
-def nncf_int8(model, calib, threads: int) -> OvModelSession:
+def nncf_int8(model, calib, threads: int) -> Session:
     import nncf
     import openvino as ov
 
@@ -89,7 +65,7 @@ def nncf_int8(model, calib, threads: int) -> OvModelSession:
         ov_model = ov.convert_model(f"{tmp}/fp32.onnx")
     q = nncf.quantize(ov_model, nncf.Dataset(list(calib.feeds(1))), model_type=nncf.ModelType.TRANSFORMER,
                       subset_size=len(calib))
-    return OvModelSession(q, threads)
+    return get_backend("openvino", threads=threads).compile_ov(q)
 
 
 def train_student(name, src, args, console, work: Path):

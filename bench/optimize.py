@@ -33,27 +33,7 @@ from hasten.model import load_onnx
 from hasten.report.environment import environment
 
 
-class NncfSession(Session):
-    """An NNCF-quantised OpenVINO model, compiled like hasten's OpenVINO backend (f32 hint, latency)."""
-
-    backend_name = "openvino+nncf"
-
-    def __init__(self, compiled, threads: int):
-        self._compiled = compiled
-        self._request = compiled.create_infer_request()
-        self.threads = threads
-        self.input_names = [p.get_any_name() for p in compiled.inputs]
-        self.output_names = [p.get_any_name() for p in compiled.outputs]
-
-    def run(self, feeds):
-        result = self._request.infer(feeds, share_inputs=True, share_outputs=False)
-        return {n: np.array(result[p]) for n, p in zip(self.output_names, self._compiled.outputs, strict=True)}
-
-    def describe(self):
-        return {"backend": "openvino", "quantiser": "nncf", "threads": self.threads, "precision": "f32"}
-
-
-def nncf_session(model, calib, name: str, threads: int, subset: int) -> tuple[NncfSession, float]:
+def nncf_session(model, calib, name: str, threads: int, subset: int) -> tuple[Session, float]:
     import nncf
     import openvino as ov
 
@@ -66,10 +46,8 @@ def nncf_session(model, calib, name: str, threads: int, subset: int) -> tuple[Nn
     if name == "minilm":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     quantized = nncf.quantize(ov_model, dataset, **kwargs)
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-              "NUM_STREAMS": 1}
-    compiled = core.compile_model(quantized, "CPU", config)
-    return NncfSession(compiled, threads), time.perf_counter() - t0
+    session = get_backend("openvino", threads=threads).compile_ov(quantized)
+    return session, time.perf_counter() - t0
 
 
 def scores(session, reference: np.ndarray, samples, metrics, output: str):

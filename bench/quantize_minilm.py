@@ -45,30 +45,6 @@ CONFIGS = {
 }
 
 
-class OvModelSession(Session):
-    """An openvino.Model compiled like hasten's OpenVINO backend (for NNCF's own output)."""
-
-    backend_name = "openvino"
-
-    def __init__(self, ov_model, threads: int, precision: str = "f32"):
-        import openvino as ov
-
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision,
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        self._compiled = ov.Core().compile_model(ov_model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
-        self.input_names = [p.get_any_name() for p in self._compiled.inputs]
-        self.output_names = [p.get_any_name() for p in self._compiled.outputs]
-        self._threads, self._precision = threads, precision
-
-    def run(self, feeds):
-        result = self._request.infer(feeds, share_inputs=True, share_outputs=False)
-        return {n: np.array(result[p]) for n, p in zip(self.output_names, self._compiled.outputs, strict=True)}
-
-    def describe(self):
-        return {"backend": "openvino", "threads": self._threads, "precision": self._precision}
-
-
 def ort_dynamic(model: Model, tmp: Path) -> Model:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -190,7 +166,7 @@ def main() -> None:
         add("OpenVINO bf16", ov_bf16.compile(model), "openvino", 0.0)
         st.update("NNCF int8 (OpenVINO)")
         t = time.perf_counter()
-        add("OpenVINO + NNCF int8", OvModelSession(nncf_int8(model, calib, tmp), args.threads), "openvino",
+        add("OpenVINO + NNCF int8", get_backend("openvino", threads=args.threads).compile_ov(nncf_int8(model, calib, tmp)), "openvino",
             time.perf_counter() - t)
 
     with console.status("fidelity on the 300 evaluation sentences"):

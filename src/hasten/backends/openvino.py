@@ -54,13 +54,21 @@ class OpenVinoBackend(Backend):
         if foreign:
             raise BackendError(f"openvino cannot run ops of domain(s) {foreign}; use onnxruntime or a "
                                "recipe without runtime-specific fusions")
-        core = ov.Core()
+        try:
+            with model_on_disk(model) as path:
+                ov_model = ov.Core().read_model(str(path))
+        except Exception as exc:
+            raise BackendError(f"openvino cannot read the model: {str(exc).splitlines()[0]}") from exc
+        return self.compile_ov(ov_model)
+
+    def compile_ov(self, ov_model) -> OpenVinoSession:
+        """Compile an `openvino.Model` (e.g. NNCF's output) with this backend's settings."""
+        import openvino as ov
+
         config = {"INFERENCE_NUM_THREADS": self.thread_count, "INFERENCE_PRECISION_HINT": self.precision,
                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         try:
-            with model_on_disk(model) as path:
-                ov_model = core.read_model(str(path))
-                compiled = core.compile_model(ov_model, "CPU", config)
+            compiled = ov.Core().compile_model(ov_model, "CPU", config)
         except Exception as exc:
             raise BackendError(f"openvino cannot compile the model: {str(exc).splitlines()[0]}") from exc
         return OpenVinoSession(compiled, self)
