@@ -9,7 +9,7 @@ import pytest
 
 from hasten.errors import DataError
 from hasten.measure import targets as T
-from hasten.measure.cost import CostReport, CostRow, TensorBytes
+from hasten.measure.cost_report import CostReport, CostRow, TensorBytes
 
 
 def _report(linear=8e9, other=2e9, weight_bytes=1_000_000, io_bytes=200_000) -> CostReport:

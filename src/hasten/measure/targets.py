@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from hasten.errors import DataError
-from hasten.measure.cost import DTYPE_SIZES, CostReport
+from hasten.measure.cost_report import DTYPE_SIZES, CostReport
 
 _UNITS = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
 
