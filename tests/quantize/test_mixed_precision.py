@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from modelkit import OUTLIER_WIDTH, make_outlier_mlp
 
 import hasten
 from hasten.backends import get_backend, run_samples
@@ -14,35 +14,12 @@ from hasten.measure.accuracy import sqnr_db
 from hasten.quantize.base import quantize
 from hasten.quantize.mixed_precision import mixed_precision
 
-WIDTH = 32
+WIDTH = OUTLIER_WIDTH
 
 
 def outlier_model(hard=(2,), layers: int = 4, seed: int = 0) -> hasten.Model:
-    """As in test_sensitivity: layers in `hard` read an input whose channel 0 is 1000x the others."""
-    rng = np.random.default_rng(seed)
-    nodes, inits, x = [], [], "x"
-    for i in range(layers):
-        w = (rng.standard_normal((WIDTH, WIDTH)) / np.sqrt(WIDTH / 2)).astype(np.float32)
-        src = x
-        if i in hard:
-            gain = np.ones(WIDTH, np.float32)
-            gain[0] = 1000.0
-            w[0, :] /= 1000.0
-            inits.append(numpy_helper.from_array(gain, f"gain{i}"))
-            nodes.append(helper.make_node("Mul", [x, f"gain{i}"], [f"spiked{i}"], name=f"spike{i}"))
-            src = f"spiked{i}"
-        inits += [numpy_helper.from_array(w, f"w{i}"),
-                  numpy_helper.from_array((rng.standard_normal(WIDTH) * 0.1).astype(np.float32), f"b{i}")]
-        nodes += [helper.make_node("MatMul", [src, f"w{i}"], [f"m{i}"], name=f"fc{i}"),
-                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"], name=f"bias{i}")]
-        out = "y" if i == layers - 1 else f"r{i}"
-        nodes.append(helper.make_node("Tanh" if i == layers - 1 else "Relu", [f"h{i}"], [out], name=f"act{i}"))
-        x = out
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WIDTH])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", WIDTH])], inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    proto.ir_version = 8
-    return hasten.load(proto)
+    """modelkit.make_outlier_mlp loaded as a Model."""
+    return hasten.load(make_outlier_mlp(hard, layers, seed))
 
 
 def _y(model, samples):
