@@ -45,7 +45,7 @@ def test_missing_file_and_debug(tmp_path):
 
 def test_bad_shape_argument(mlp_file, capsys):
     assert main(["bench", str(mlp_file), "--shape", "nonsense=3"]) == 2
-    assert "no such input or dimension" in capsys.readouterr().err
+    assert "not an input or a dynamic dim" in capsys.readouterr().err
 
 
 def test_bench_json_side_by_side(mlp_file, capsys):

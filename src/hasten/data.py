@@ -184,13 +184,13 @@ class Samples:
     def synthetic(cls, model, n: int = 8, seed: int = 0, shapes: dict | None = None) -> Samples:
         """`n` random items inside each input's valid range (see module docstring); never all zeros.
 
-        `shapes` is as in `hasten.model.resolve_input_shapes` (input name -> shape, or dim name -> int).
+        `shapes` is as in `hasten.input_shapes.concrete_input_shapes` (input name -> shape, or dim name -> int).
         """
-        from hasten.model import resolve_input_shapes
+        from hasten.input_shapes import concrete_input_shapes
 
         rng = np.random.default_rng(seed)
         ranges = _integer_input_ranges(model)
-        concrete = resolve_input_shapes(model, shapes)
+        concrete = concrete_input_shapes(model, shapes)
         arrays = {}
         for spec in model.inputs:
             shape = (n, *concrete[spec.name][1:])

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hasten.input_shapes import split_shapes
 from hasten.measure.cost import estimate_cost
 from hasten.measure.cost_report import CostReport, CostRow
-from hasten.measure.shapes import infer_shapes, split_shapes
+from hasten.measure.shapes import infer_shapes
 from hasten.measure.targets import (
     PUBLISHED,
     Floor,

@@ -24,6 +24,9 @@ from hasten.errors import ModelLoadError, ModelSaveError
 #: Oldest and newest default-domain opsets hasten accepts.
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
+#: Size given to a dynamic dim nobody set: the first (batch) dim, and every other one.
+DEFAULT_BATCH = 1
+DEFAULT_DIM = 128
 #: Models whose initializers exceed this many bytes are saved with external data by default.
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 
@@ -50,7 +53,7 @@ class TensorSpec:
             elif isinstance(d, str) and d in overrides:
                 dims.append(int(overrides[d]))
             else:
-                dims.append(1 if i == 0 else 128)
+                dims.append(DEFAULT_BATCH if i == 0 else DEFAULT_DIM)
         return tuple(dims)
 
 
@@ -236,33 +239,3 @@ def _check_proto(proto: onnx.ModelProto, path: Path) -> None:
         raise ModelLoadError(f"{path}: invalid ONNX model ({first}); re-export it") from exc
     if len(proto.graph.node) == 0:
         raise ModelLoadError(f"{path}: the graph has no nodes; re-export the model")
-
-
-def resolve_input_shapes(model: Model, shapes: dict[str, object] | None = None) -> dict[str, tuple[int, ...]]:
-    """Concrete shape of every input. `shapes` maps an input name to a full shape (tuple or "1x128"), or a
-    symbolic dim name (e.g. "batch", "sequence") to an int; other dynamic dims default to batch 1 / 128."""
-    shapes = dict(shapes or {})
-    input_names = {s.name for s in model.inputs}
-    dim_names = {d for s in model.inputs for d in s.shape if isinstance(d, str)}
-    unknown = sorted(set(shapes) - input_names - dim_names)
-    if unknown:
-        from hasten.errors import DataError
-
-        raise DataError(f"--shape {', '.join(unknown)}: no such input or dimension; inputs are "
-                        f"{sorted(input_names)}, dynamic dims are {sorted(dim_names) or 'none'}")
-    dims = {k: int(v) for k, v in shapes.items() if k in dim_names and k not in input_names}
-    out = {}
-    for spec in model.inputs:
-        if spec.name in shapes:
-            value = shapes[spec.name]
-            full = tuple(int(x) for x in (value.lower().replace(",", "x").split("x")
-                                          if isinstance(value, str) else value))
-            if len(full) != len(spec.shape) or any(isinstance(d, int) and d > 0 and d != f
-                                                   for d, f in zip(spec.shape, full, strict=False)):
-                from hasten.errors import DataError
-
-                raise DataError(f"--shape {spec.name}={value}: the input's shape is {spec.shape}")
-            out[spec.name] = full
-        else:
-            out[spec.name] = spec.concrete_shape(dims)
-    return out

@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hasten
 from hasten.errors import DataError
-from hasten.measure.shapes import infer_shapes, parse_dims, resolve_input_shapes, split_shapes
+from hasten.input_shapes import parse_dims, resolve_input_shapes, split_shapes
+from hasten.measure.shapes import infer_shapes
 
 
 def _shapes(model: hasten.Model) -> dict[str, tuple]:

@@ -21,8 +21,8 @@ def bench_feeds(model, args, count: int = 16) -> tuple[list[dict], str]:
 
         samples = zoo.get(args.model[4:]).evaluation().take(count)
         return list(samples.feeds(1)), f"{samples.name or 'evaluation'} data"
-    from hasten.model import resolve_input_shapes
+    from hasten.input_shapes import concrete_input_shapes
 
-    batch = next(iter(resolve_input_shapes(model, shapes).values()))[0]
+    batch = next(iter(concrete_input_shapes(model, shapes).values()))[0]
     samples = Samples.synthetic(model, count * batch, seed=0, shapes=shapes)
     return list(samples.feeds(batch)), "synthetic inputs in valid ranges"

@@ -63,7 +63,8 @@ def estimate_cost(model: Model, overrides: dict[str, int] | None = None,
                   infer: bool | None = None) -> CostReport:
     """Cost every node of the main graph. Runs `infer_shapes` first when `infer` is True, or when it is
     None and shapes are given or not yet concrete everywhere."""
-    from hasten.measure.shapes import infer_shapes, resolve_input_shapes
+    from hasten.input_shapes import resolve_input_shapes
+    from hasten.measure.shapes import infer_shapes
 
     if infer is None:
         infer = bool(overrides or input_shapes) or not _fully_shaped(model)
