@@ -17,32 +17,12 @@ from hasten.quantize.mixed_precision import mixed_precision
 WIDTH = OUTLIER_WIDTH
 
 
-def outlier_model(hard=(2,), layers: int = 4, seed: int = 0) -> hasten.Model:
-    """modelkit.make_outlier_mlp loaded as a Model."""
-    return hasten.load(make_outlier_mlp(hard, layers, seed))
-
-
 def _y(model, samples):
     return run_samples(get_backend("onnxruntime").compile(model), samples)["y"]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return outlier_model()
-
-
-@pytest.fixture(scope="module")
-def calib(model):
-    return Samples.synthetic(model, 32, seed=0)
-
-
-@pytest.fixture(scope="module")
-def held(model):
-    return Samples.synthetic(model, 32, seed=1)
-
-
-def test_sqnr_budget_keeps_exactly_the_hard_node(model, calib, held):
-    result = mixed_precision(model, calib, held, min_sqnr_db=25.0, progress=False)
+def test_sqnr_budget_keeps_exactly_the_hard_node(outlier, outlier_calib, outlier_held):
+    result = mixed_precision(outlier, outlier_calib, outlier_held, min_sqnr_db=25.0, progress=False)
     mp = result.report["mixed_precision"]
     assert [k["node"] for k in mp["kept_float"]] == ["fc2"]
     assert mp["kept_float"][0]["rank"] == 1 and mp["kept_float"][0]["sqnr_db"] < 10
@@ -50,39 +30,39 @@ def test_sqnr_budget_keeps_exactly_the_hard_node(model, calib, held):
     assert [e["kept"] for e in mp["evaluations"]] == [0, 1]
     assert not mp["evaluations"][0]["holds"]
     assert result.config.nodes_to_exclude == ("fc2",)
-    assert sqnr_db(_y(result.model, held), _y(model, held)) == pytest.approx(mp["achieved"]["sqnr_db"], abs=1e-6)
-    # the config alone reproduces the model
-    again = quantize(model, result.config, calib)
-    np.testing.assert_array_equal(_y(again.model, held), _y(result.model, held))
+    assert sqnr_db(_y(result.model, outlier_held), _y(outlier, outlier_held)) == pytest.approx(mp["achieved"]["sqnr_db"], abs=1e-6)
+    # the config alone reproduces the outlier
+    again = quantize(outlier, result.config, outlier_calib)
+    np.testing.assert_array_equal(_y(again.model, outlier_held), _y(result.model, outlier_held))
 
 
-def test_metric_budget(model, calib, held):
-    result = mixed_precision(model, calib, held, metric="cosine", max_drop=0.005, progress=False)
+def test_metric_budget(outlier, outlier_calib, outlier_held):
+    result = mixed_precision(outlier, outlier_calib, outlier_held, metric="cosine", max_drop=0.005, progress=False)
     mp = result.report["mixed_precision"]
     assert [k["node"] for k in mp["kept_float"]] == ["fc2"]
     assert mp["achieved"]["metric_drop"] <= 0.005 and mp["budget"]["metric"] == "cosine"
 
 
 def test_two_hard_nodes_gallop():
-    m = outlier_model(hard=(1, 3), layers=5, seed=3)
-    calib, held = Samples.synthetic(m, 32, seed=0), Samples.synthetic(m, 32, seed=1)
-    result = mixed_precision(m, calib, held, min_sqnr_db=20.0, progress=False)
+    m = hasten.load(make_outlier_mlp(hard=(1, 3), layers=5, seed=3))
+    outlier_calib, outlier_held = Samples.synthetic(m, 32, seed=0), Samples.synthetic(m, 32, seed=1)
+    result = mixed_precision(m, outlier_calib, outlier_held, min_sqnr_db=20.0, progress=False)
     mp = result.report["mixed_precision"]
     assert sorted(k["node"] for k in mp["kept_float"]) == ["fc1", "fc3"]
     assert [e["kept"] for e in mp["evaluations"]] == [0, 1, 2]  # gallop: 0 and 1 fail, 2 holds
     assert [e["holds"] for e in mp["evaluations"]] == [False, False, True]
     # keeping more nodes (8 evaluations allowed) walks on: 2 fail -> bisect between the gallop points
-    tight = mixed_precision(m, calib, held, min_sqnr_db=25.0, progress=False)
+    tight = mixed_precision(m, outlier_calib, outlier_held, min_sqnr_db=25.0, progress=False)
     ks = [e["kept"] for e in tight.report["mixed_precision"]["evaluations"]]
     assert ks == [0, 1, 2, 4, 3] and len(tight.report["mixed_precision"]["kept_float"]) == 3
 
 
-def test_budget_errors(model, calib, held):
+def test_budget_errors(outlier, outlier_calib, outlier_held):
     with pytest.raises(QuantizationError, match="needs a budget"):
-        mixed_precision(model, calib, held, progress=False)
+        mixed_precision(outlier, outlier_calib, outlier_held, progress=False)
     with pytest.raises(QuantizationError, match="needs a metric"):
-        mixed_precision(model, calib, held, max_drop=0.01, progress=False)
+        mixed_precision(outlier, outlier_calib, outlier_held, max_drop=0.01, progress=False)
     with pytest.raises(QuantizationError, match="not met"):
-        mixed_precision(model, calib, held, min_sqnr_db=150.0, progress=False)
+        mixed_precision(outlier, outlier_calib, outlier_held, min_sqnr_db=150.0, progress=False)
     with pytest.raises(QuantizationError, match="not met"):
-        mixed_precision(model, calib, held, min_sqnr_db=25.0, max_evals=1, progress=False)
+        mixed_precision(outlier, outlier_calib, outlier_held, min_sqnr_db=25.0, max_evals=1, progress=False)

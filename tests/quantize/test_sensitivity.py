@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from modelkit import OUTLIER_WIDTH, make_outlier_mlp
+from modelkit import OUTLIER_WIDTH
 from onnx import TensorProto, helper
 from rich.console import Console
 
@@ -18,28 +18,8 @@ from hasten.quantize.sensitivity import sensitivity
 WIDTH = OUTLIER_WIDTH
 
 
-def outlier_model(hard=(2,), layers: int = 4, seed: int = 0) -> hasten.Model:
-    """modelkit.make_outlier_mlp loaded as a Model."""
-    return hasten.load(make_outlier_mlp(hard, layers, seed))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return outlier_model()
-
-
-@pytest.fixture(scope="module")
-def calib(model):
-    return Samples.synthetic(model, 32, seed=0)
-
-
-@pytest.fixture(scope="module")
-def held(model):
-    return Samples.synthetic(model, 32, seed=1)
-
-
-def test_hard_layer_ranked_first(model, calib, held):
-    report = sensitivity(model, calib, held, progress=False)
+def test_hard_layer_ranked_first(outlier, outlier_calib, outlier_held):
+    report = sensitivity(outlier, outlier_calib, outlier_held, progress=False)
     assert report.ranked_nodes[0] == "fc2"
     assert sorted(report.ranked_nodes) == ["fc0", "fc1", "fc2", "fc3"]
     by = {r.node: r for r in report.rows}
@@ -53,7 +33,7 @@ def test_hard_layer_ranked_first(model, calib, held):
     assert d["samples"] == 32 and d["rows"][0]["node"] == "fc2" and d["scheme"]["scheme"] == "int8-static"
 
 
-def test_statistics_collected_once(model, calib, held, monkeypatch):
+def test_statistics_collected_once(outlier, outlier_calib, outlier_held, monkeypatch):
     import hasten.quantize.int8 as int8
     import hasten.quantize.stats as stats_mod
 
@@ -66,16 +46,16 @@ def test_statistics_collected_once(model, calib, held, monkeypatch):
 
     monkeypatch.setattr(stats_mod, "collect_stats", counting)
     monkeypatch.setattr(int8, "collect_stats", counting)
-    report = sensitivity(model, calib, held, progress=False)
+    report = sensitivity(outlier, outlier_calib, outlier_held, progress=False)
     assert len(report.rows) == 4 and len(calls) == 1
 
 
-def test_metric_with_labels_ranks_by_drop(model, calib, held):
+def test_metric_with_labels_ranks_by_drop(outlier, outlier_calib, outlier_held):
     from hasten.backends import get_backend, run_samples
 
-    ref = run_samples(get_backend("onnxruntime").compile(model), held)["y"]
-    labelled = Samples(held.arrays, ref.argmax(axis=1), "labelled")
-    report = sensitivity(model, calib, labelled, metric="top1", progress=False)
+    ref = run_samples(get_backend("onnxruntime").compile(outlier), outlier_held)["y"]
+    labelled = Samples(outlier_held.arrays, ref.argmax(axis=1), "labelled")
+    report = sensitivity(outlier, outlier_calib, labelled, metric="top1", progress=False)
     assert report.metric == "top1" and report.baseline_metric == 1.0
     first = report.rows[0]
     assert first.node == "fc2" and first.metric_drop > 0.2
@@ -84,8 +64,8 @@ def test_metric_with_labels_ranks_by_drop(model, calib, held):
     assert drops == sorted(drops, reverse=True)
 
 
-def test_render_names_the_worst(model, calib):
-    report = sensitivity(model, calib, metric="cosine", progress=False)
+def test_render_names_the_worst(outlier, outlier_calib):
+    report = sensitivity(outlier, outlier_calib, metric="cosine", progress=False)
     assert any("calibration samples" in n for n in report.notes)
     console = Console(record=True, width=140)
     report.render(console, top=2)
@@ -97,11 +77,11 @@ def test_render_names_the_worst(model, calib):
     assert "cosine" in text and "all 4 nodes quantised together" in text
 
 
-def test_bad_input(model, calib):
+def test_bad_input(outlier, outlier_calib):
     with pytest.raises(QuantizationError, match="at least 16"):
-        sensitivity(model, calib.take(4), progress=False)
+        sensitivity(outlier, outlier_calib.take(4), progress=False)
     with pytest.raises(QuantizationError, match="not quantisable"):
-        sensitivity(model, calib, nodes=["act0"], progress=False)
+        sensitivity(outlier, outlier_calib, nodes=["act0"], progress=False)
     node = helper.make_node("Relu", ["x"], ["y"], name="relu")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
@@ -112,12 +92,12 @@ def test_bad_input(model, calib):
         sensitivity(relu, Samples.synthetic(relu, 16), progress=False)
 
 
-def test_cli_json(model, calib, tmp_path, capsys):
+def test_cli_json(outlier, outlier_calib, tmp_path, capsys):
     import hasten.commands.sensitivity  # noqa: F401  (registers the sub-command)
     from hasten.cli import main
 
-    path = model.save(tmp_path / "m.onnx")
-    np.savez(tmp_path / "calib.npz", **calib.arrays)
+    path = outlier.save(tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", **outlier_calib.arrays)
     assert main(["sensitivity", str(path), "--calib", str(tmp_path / "calib.npz"), "--top", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["node"] for r in out["rows"]][0] == "fc2" and len(out["rows"]) == 2

@@ -57,12 +57,7 @@ def finish(tuner, interrupted: bool = False):
         notes.append("the final latency figures are those an earlier run measured on the same finalists "
                      "(delete OUT/cache to measure again)")
     else:
-        sessions = {}
-        for r in finalists:
-            try:
-                sessions[r.key] = tuner.session_for(r)
-            except Exception as exc:
-                r.status, r.stage, r.reason = "failed", "compile", f"cannot be timed: {exc}"
+        sessions = tuner.sessions_for(finalists)
         tuner.emit("benchmark", f"timing {len(sessions)} finalist(s) and the baseline, interleaved "
                                 f"({timing.min_seconds:g} s each)")
         results = time_sessions(tuner.base_session, sessions, tuner.feeds, timing, full=True)

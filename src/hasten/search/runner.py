@@ -167,6 +167,16 @@ class CandidateRunner:
         if any(s.kind == "quantize" for s in rec.recipe.steps):
             self.cache.save_model(rec.recipe.model_key(), model)
 
+    def sessions_for(self, records) -> dict:
+        """{key: Session} for `records`; a record that cannot be compiled is marked failed and left out."""
+        sessions = {}
+        for r in records:
+            try:
+                sessions[r.key] = self.session_for(r)
+            except Exception as exc:
+                r.status, r.stage, r.reason = "failed", "compile", f"cannot be timed: {_one_line(exc)}"
+        return sessions
+
     def session_for(self, rec: Record):
         """A live session for `rec`: kept from its evaluation, else compiled from the cached model."""
         if rec.key in self.sessions:
@@ -196,12 +206,7 @@ class CandidateRunner:
                 r.screen = cached[r.key]
             self._release(todo)
             return
-        sessions = {}
-        for r in todo:
-            try:
-                sessions[r.key] = self.session_for(r)
-            except Exception as exc:
-                r.status, r.stage, r.reason = "failed", "compile", f"cannot be timed: {_one_line(exc)}"
+        sessions = self.sessions_for(todo)
         self.emit("benchmark", f"timing {len(sessions)} {label} against the baseline (interleaved)")
         try:
             results = time_sessions(self.base_session, sessions, self.feeds,
