@@ -18,11 +18,10 @@ import argparse
 import importlib.metadata
 import json
 import platform
-import tempfile
 import time
 
 import numpy as np
-import onnx
+from common import nncf_ov_int8
 from rich.console import Console
 from rich.table import Table
 
@@ -39,15 +38,9 @@ BAR_DROP, BAR_SPEEDUP = 0.01, 1.6
 def int8_sessions(model, calib, threads: int) -> dict:
     """{"OpenVINO": NNCF int8 on OpenVINO, "ORT": NNCF's QDQ ONNX on ONNX Runtime}."""
     import nncf
-    import openvino as ov
 
-    nncf.set_log_level(40)
-    dataset = nncf.Dataset(list(calib.feeds(1)))
-    with tempfile.TemporaryDirectory(prefix="hasten-bench-") as tmp:
-        onnx.save(model.proto(), f"{tmp}/fp32.onnx")
-        ov_model = ov.convert_model(f"{tmp}/fp32.onnx")
-    q_ov = nncf.quantize(ov_model, dataset, subset_size=len(calib))
-    q_onnx = nncf.quantize(model.proto(), dataset, subset_size=len(calib))
+    q_ov = nncf_ov_int8(model, calib)
+    q_onnx = nncf.quantize(model.proto(), nncf.Dataset(list(calib.feeds(1))), subset_size=len(calib))
     return {"OpenVINO": get_backend("openvino", threads=threads).compile_ov(q_ov),
             "ORT": get_backend("onnxruntime", threads=threads).compile(load(q_onnx))}
 

@@ -21,20 +21,17 @@ import hashlib
 import importlib.metadata
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import onnx
 import torch
+from common import embedding_fidelity, nncf_ov_int8
 from rich.console import Console
 from rich.table import Table
 
 from hasten.backends import Session, get_backend, physical_cores, run_samples
 from hasten.compress import DistillConfig, count_macs, distill, save_student, torch_source
 from hasten.compress.workflow import student_from_options
-from hasten.measure.accuracy import CosineFidelity, RetrievalAgreement
 from hasten.measure.latency import benchmark, peak_rss_mb
 
 #: name -> (description, pruning options, distillation options)
@@ -56,16 +53,8 @@ BAR_SPEEDUP, BAR_COS, BAR_TOP10, BAR_MINUTES = 1.5, 0.97, 0.80, 20.0
 
 
 def nncf_int8(model, calib, threads: int) -> Session:
-    import nncf
-    import openvino as ov
-
-    nncf.set_log_level(40)
-    with tempfile.TemporaryDirectory(prefix="hasten-bench-") as tmp:
-        onnx.save(model.proto(), f"{tmp}/fp32.onnx")
-        ov_model = ov.convert_model(f"{tmp}/fp32.onnx")
-    q = nncf.quantize(ov_model, nncf.Dataset(list(calib.feeds(1))), model_type=nncf.ModelType.TRANSFORMER,
-                      subset_size=len(calib))
-    return get_backend("openvino", threads=threads).compile_ov(q)
+    """NNCF int8 (transformer mode) of `model`, compiled on OpenVINO."""
+    return get_backend("openvino", threads=threads).compile_ov(nncf_ov_int8(model, calib, transformer=True))
 
 
 def train_student(name, src, args, console, work: Path):
@@ -103,12 +92,6 @@ def train_student(name, src, args, console, work: Path):
     save_student(folder / "student.safetensors", res.student, plan, src.name)
     summary_path.write_text(json.dumps(summary, indent=1))
     return res.student, summary
-
-
-def fidelity(out: np.ndarray, ref: np.ndarray) -> dict:
-    cos = CosineFidelity().score(out, ref)
-    top = RetrievalAgreement(k=10, queries=50).score(out, ref)
-    return {"cos_mean": cos.mean, "cos_worst": cos.worst, "top10": top.mean}
 
 
 def main() -> None:
@@ -163,7 +146,7 @@ def main() -> None:
                 "openvino": run_samples(sessions["teacher fp32 (OpenVINO)"], ev)["sentence_embedding"]}
         for name, session in sessions.items():
             out = run_samples(session, ev)[session.output_names[0]]
-            info[name].update(fidelity(out, refs[info[name]["backend"]]))
+            info[name].update(embedding_fidelity(out, refs[info[name]["backend"]]))
     feeds = list(ev.take(16).feeds(1))
     with console.status(f"timing {len(sessions)} sessions, {args.rounds} interleaved rounds"):
         lat = benchmark(sessions, feeds, min_seconds=args.seconds, rounds=args.rounds)

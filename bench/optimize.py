@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import nncf_ov_int8
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,6 @@ import hasten
 from hasten import zoo
 from hasten.api import optimize
 from hasten.backends import Session, get_backend, physical_cores, run_samples
-from hasten.backends.base import model_on_disk
 from hasten.inspect import host_floors
 from hasten.measure.latency import benchmark
 from hasten.model import load_onnx
@@ -34,18 +34,8 @@ from hasten.report.environment import environment
 
 
 def nncf_session(model, calib, name: str, threads: int, subset: int) -> tuple[Session, float]:
-    import nncf
-    import openvino as ov
-
     t0 = time.perf_counter()
-    core = ov.Core()
-    with model_on_disk(model) as path:
-        ov_model = core.read_model(str(path))
-    dataset = nncf.Dataset(list(calib.feeds(1)))
-    kwargs = {"subset_size": min(subset, len(calib))}
-    if name == "minilm":
-        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-    quantized = nncf.quantize(ov_model, dataset, **kwargs)
+    quantized = nncf_ov_int8(model, calib, transformer=name == "minilm", subset=subset)
     session = get_backend("openvino", threads=threads).compile_ov(quantized)
     return session, time.perf_counter() - t0
 

@@ -19,15 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
+from common import embedding_fidelity, nncf_ov_int8
 from rich.console import Console
 from rich.table import Table
 
 from hasten import zoo
 from hasten.backends import Session, get_backend, physical_cores, run_samples
 from hasten.inspect import host_floors
-from hasten.measure.accuracy import CosineFidelity, RetrievalAgreement
 from hasten.measure.latency import benchmark, peak_rss_mb
 from hasten.model import Model
 from hasten.quantize import Int8StaticConfig, collect_stats, quantize_static
@@ -83,22 +82,6 @@ def ort_static(model: Model, calib, tmp: Path) -> Model:
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul"])
     return Model.from_proto(onnx.load(dst))
-
-
-def nncf_int8(model: Model, calib, tmp: Path):
-    import nncf
-    import openvino as ov
-
-    onnx.save(model.proto(), tmp / "fp32.onnx")
-    ov_model = ov.convert_model(str(tmp / "fp32.onnx"))
-    return nncf.quantize(ov_model, nncf.Dataset(list(calib.feeds(1))), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(calib))
-
-
-def fidelity(out: np.ndarray, ref: np.ndarray) -> dict:
-    cos = CosineFidelity().score(out, ref)
-    top = RetrievalAgreement(k=10, queries=50).score(out, ref)
-    return {"cos_mean": cos.mean, "cos_worst": cos.worst, "top10": top.mean}
 
 
 def main() -> None:
@@ -166,7 +149,7 @@ def main() -> None:
         add("OpenVINO bf16", ov_bf16.compile(model), "openvino", 0.0)
         st.update("NNCF int8 (OpenVINO)")
         t = time.perf_counter()
-        add("OpenVINO + NNCF int8", get_backend("openvino", threads=args.threads).compile_ov(nncf_int8(model, calib, tmp)), "openvino",
+        add("OpenVINO + NNCF int8", get_backend("openvino", threads=args.threads).compile_ov(nncf_ov_int8(model, calib, transformer=True)), "openvino",
             time.perf_counter() - t)
 
     with console.status("fidelity on the 300 evaluation sentences"):
@@ -174,7 +157,7 @@ def main() -> None:
                 "openvino": run_samples(ov_b.compile(model), ev)["sentence_embedding"]}
         for name, session in sessions.items():
             out = run_samples(session, ev)[session.output_names[0]]
-            built[name].update(fidelity(out, refs[built[name]["backend"]]))
+            built[name].update(embedding_fidelity(out, refs[built[name]["backend"]]))
 
     feeds = list(ev.take(16).feeds(1))
     with console.status(f"timing {len(sessions)} variants, {rounds} interleaved rounds"):
