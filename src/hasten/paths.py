@@ -1,5 +1,6 @@
-"""Where hasten keeps its cache (zoo models, the measured host profile)."""
+"""Where hasten keeps its cache (zoo models, the measured host profile), and what keys it."""
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -10,3 +11,11 @@ def cache_dir() -> Path:
     path = Path(base) / "hasten"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution `dist`, or None; part of cache keys and the environment."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None

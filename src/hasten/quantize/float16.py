@@ -252,17 +252,22 @@ def _copy(m: ir.Model) -> ir.Model:
     return ir.serde.deserialize_model(ir.serde.serialize_model(m))
 
 
+def _check_samples(model, calib, n: int):
+    """(samples, where they came from) for the float check: the first `n` calibration items, else synthetic."""
+    from hasten.data import Samples
+
+    if calib is None:
+        return Samples.synthetic(model, n, seed=0), "synthetic inputs"
+    return calib.take(min(len(calib), n)), "calibration samples"
+
+
 # -- the handlers ------------------------------------------------------------------------------------
 @register(Float16Config)
 def quantize_fp16(model, config: Float16Config, calib) -> QuantResult:
-    from hasten.data import Samples
     from hasten.model import Model
     from hasten.quantize.layer_diff import compare_tensors
 
-    if calib is None:
-        samples, origin = Samples.synthetic(model, config.check_samples, seed=0), "synthetic inputs"
-    else:
-        samples, origin = calib.take(min(len(calib), config.check_samples)), "calibration samples"
+    samples, origin = _check_samples(model, calib, config.check_samples)
     base = _typed_ir(model)
     graph = base.graph
     named = Model(base, model.source, model.lineage)
@@ -343,14 +348,10 @@ def _op(model, name: str) -> str:
 @register(BFloat16Config)
 def quantize_bf16(model, config: BFloat16Config, calib) -> QuantResult:
     from hasten.backends import get_backend, run_samples
-    from hasten.data import Samples
     from hasten.errors import BackendError
     from hasten.measure.accuracy import sqnr_db
 
-    if calib is None:
-        samples, origin = Samples.synthetic(model, config.check_samples, seed=0), "synthetic inputs"
-    else:
-        samples, origin = calib.take(min(len(calib), config.check_samples)), "calibration samples"
+    samples, origin = _check_samples(model, calib, config.check_samples)
     try:
         ref = run_samples(get_backend("openvino", precision="f32").compile(model), samples)
         out = run_samples(get_backend("openvino", precision="bf16").compile(model), samples)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
+
+from hasten.paths import package_version
 
 #: CPU flags that decide which kernels a runtime can use
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
@@ -30,10 +31,7 @@ def environment(settings=None) -> dict:
     flags = cpu_flags()
     versions = {}
     for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+        versions[name] = package_version(name)
     out = {
         "cpu": cpu_model(), "machine": platform.machine(), "physical_cores": physical_cores(),
         "logical_cores": os.cpu_count(), "flags": {f: f in flags for f in FLAGS},

@@ -15,14 +15,13 @@ generator). The trained weights are cached as safetensors and the export as ONNX
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 from pathlib import Path
 
 import numpy as np
 
 from hasten.errors import ModelLoadError
-from hasten.paths import cache_dir
+from hasten.paths import cache_dir, package_version
 
 SEED = 0
 EVAL_SIZE = 360
@@ -34,16 +33,10 @@ LEARNING_RATE = 3e-3
 CODE_VERSION = "digits-1"
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
-
-
 def cache_key() -> str:
     """Short hash of everything that changes the trained network."""
-    text = f"{CODE_VERSION}|torch={_version('torch')}|sklearn={_version('scikit-learn')}"
+    torch_v, sklearn_v = package_version("torch"), package_version("scikit-learn")
+    text = f"{CODE_VERSION}|torch={torch_v or 'none'}|sklearn={sklearn_v or 'none'}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

