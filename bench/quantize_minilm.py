@@ -41,6 +41,8 @@ CONFIGS = {
     "hasten int8-static + SmoothQuant + GPTQ (ORT-fused)": ("onnxruntime", Int8StaticConfig(**SMOOTH, ort_ops=True)),
     "hasten int8-static + SQ(norm) + FFN-out dynamic (mixed)": ("onnxruntime", None),  # built below
     "hasten QDQ (SmoothQuant + GPTQ) on OpenVINO": ("openvino", Int8StaticConfig(**SMOOTH)),
+    "hasten QDQ + int8 attention Q, K on OpenVINO": ("openvino", Int8StaticConfig(**SMOOTH, attention="qk")),
+    "hasten QDQ + int8 attention Q, K, V, P on OpenVINO": ("openvino", Int8StaticConfig(**SMOOTH, attention="all")),
 }
 
 
@@ -130,7 +132,7 @@ def main() -> None:
         t = time.perf_counter()
         proto = name_nodes(inferred_proto(model))
         static_nodes = quantisable_nodes(model)
-        stats = collect_stats(model, calib, tensors=stats_tensors(proto, Int8StaticConfig()),
+        stats = collect_stats(model, calib, tensors=stats_tensors(proto, Int8StaticConfig(attention="all")),
                               hessian_tensors=gptq_inputs(proto, GraphIndex(proto.graph), static_nodes))
         stats_s = time.perf_counter() - t
         ffn_out = [n for n in static_nodes if "/output/dense/" in n and "attention" not in n]

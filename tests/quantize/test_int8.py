@@ -234,7 +234,8 @@ def test_bad_input_errors(block):
         Int8StaticConfig(smoothquant=1.5)
     with pytest.raises(QuantizationError, match="has no option"):
         config_for("int8-static", alpha=0.5)
-    assert set(Int8StaticConfig.search_space()) == {"calibration", "per_channel", "smoothquant"}
+    assert set(Int8StaticConfig.search_space()) == {"calibration", "per_channel", "smoothquant", "smoothquant_scope",
+                                                    "weight_rounding", "attention"}
     assert config_for("int8-static", nodes_to_exclude=["a"]).nodes_to_exclude == ("a",)
 
 

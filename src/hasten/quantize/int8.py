@@ -13,7 +13,9 @@ Static int8, `Int8StaticConfig` (scheme "int8-static"), in four steps:
    others (residual Adds) keep the float value. Options: SmoothQuant alpha (a float or "auto": per tensor,
    the alpha minimising the predicted MatMul output error), `smoothquant_scope` "norm" (MatMuls fed by a
    LayerNorm) or "all" (every MatMul input; a Mul by 1/s where nothing can absorb it), weight-quantisation
-   bias correction (b' = b - E[x](Ŵ - W)), and `ort_ops` (lower to ONNX Runtime's MatMulIntegerToFloat with
+   bias correction (b' = b - E[x](Ŵ - W)), `attention` "qk" / "all" (int8 query and key, and also value
+   and probabilities, of self-attention, hasten.quantize.attention: OpenVINO then runs the attention in
+   int8), and `ort_ops` (lower to ONNX Runtime's MatMulIntegerToFloat with
    the bias inside; the model then runs on ONNX Runtime only).
 
 For other quantisers (sensitivity, mixed precision): one statistics pass serves any number of variants,
@@ -83,6 +85,7 @@ class Int8StaticConfig(QuantConfig):
     nodes_to_exclude: tuple[str, ...] = ()
     dynamic_nodes: tuple[str, ...] = ()
     activation_matmuls: bool = False
+    attention: str = "float"
     fold_smooth_mul: bool = False
     bias_correction: bool = False
     weight_rounding: str = "nearest"
@@ -104,6 +107,9 @@ class Int8StaticConfig(QuantConfig):
                                     f"(every MatMul with a constant weight), got {self.smoothquant_scope!r}")
         if self.weight_rounding not in ("nearest", "gptq"):
             raise QuantizationError(f"weight_rounding must be 'nearest' or 'gptq', got {self.weight_rounding!r}")
+        if self.attention not in ("float", "qk", "all"):
+            raise QuantizationError(f"attention must be 'float', 'qk' (query and key int8) or 'all' (query, "
+                                    f"key, value and probabilities int8), got {self.attention!r}")
         if self.activation_dtype not in ("uint8", "int8"):
             raise QuantizationError(f"activation_dtype must be uint8 or int8, got {self.activation_dtype!r}")
         unknown = sorted(set(self.op_types) - set(QUANTISABLE_OPS))
@@ -114,7 +120,8 @@ class Int8StaticConfig(QuantConfig):
     @classmethod
     def search_space(cls) -> dict[str, list]:
         return {"calibration": list(METHODS), "per_channel": [True, False],
-                "smoothquant": [None, 0.5, 0.65, 0.8]}
+                "smoothquant": [None, 0.5, 0.65, 0.8], "smoothquant_scope": ["all"],
+                "weight_rounding": ["gptq"], "attention": ["qk", "all"]}
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,12 @@ def stats_tensors(proto: onnx.ModelProto, config: Int8StaticConfig) -> list[str]
                 node, idx, config.activation_matmuls) is not None
         return node.op_type in config.op_types
 
-    return activation_tensors(proto, wanted)
+    tensors = activation_tensors(proto, wanted)
+    if config.attention != "float":
+        from hasten.quantize.attention import attention_points
+
+        tensors += [t for t in attention_points(proto, config.attention, idx) if t not in tensors]
+    return tensors
 
 
 # -- static: the handler ------------------------------------------------------------------------------
@@ -282,6 +294,7 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
                                            weight_values)
         idx = GraphIndex(proto.graph)
     plan = _plan(proto, idx, config, static, dynamic, tensor_stats)
+    attention = _plan_attention(proto, idx, config, plan, tensor_stats) if config.attention != "float" else []
     plan.weight_values = weight_values
     out = _original_value_info(apply_plan(proto, plan), model)
     lowered = []
@@ -291,6 +304,7 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
         out, lowered = lower_matmuls(out)
     report = {"scheme": config.scheme, "calibration": config.calibration, "static": static,
               "dynamic": dynamic, "kept_float": float_kept, "activations": len(plan.activations),
+              "attention": attention,
               "smoothquant": smooth_report.to_dict() if smooth_report else None,
               "bias_corrected": corrected, "gptq": rounded,
               "backends": ["onnxruntime"] if lowered else ["onnxruntime", "openvino"],
@@ -469,6 +483,33 @@ def _plan(proto, idx: GraphIndex, config: Int8StaticConfig, static: list[str], d
     for name in dynamic:
         plan.dynamic[name] = 1 if config.per_channel else None
     return plan
+
+
+def _plan_attention(proto, idx: GraphIndex, config: Int8StaticConfig, plan: QDQPlan,
+                    tensor_stats: dict) -> list[str]:
+    """Add the attention's QDQ pairs to `plan` (hasten.quantize.attention): query, key (and value) symmetric
+    int8, probabilities uint8 with zero point 0; a tensor already quantised for another reader keeps its
+    parameters. Returns the tensors added."""
+    from hasten.quantize.attention import attention_points
+
+    added = []
+    for tensor, (readers, kind) in attention_points(proto, config.attention, idx).items():
+        if tensor in plan.activations:
+            continue
+        ts = tensor_stats.get(tensor)
+        if ts is None:
+            raise QuantizationError(f"no calibration statistics for attention tensor '{tensor}'; collect "
+                                    "them with stats_tensors(proto, config) of this config")
+        if kind == "probs":
+            lo, hi = 0.0, calibrate_range(ts, config.calibration, False, "uint8", config.percentile)[1]
+            scale, zp = choose_qparams(lo, hi, "uint8", False)
+        else:
+            lo, hi = calibrate_range(ts, config.calibration, True, "int8", config.percentile)
+            scale, zp = choose_qparams(lo, hi, "int8", True)
+        dtype = "uint8" if kind == "probs" else "int8"
+        plan.activations[tensor] = ActQuant(float(scale), int(zp), dtype, set(readers))
+        added.append(tensor)
+    return added
 
 
 def activation_ranges(stats: ActivationStats, config: Int8StaticConfig) -> dict[str, tuple[float, float]]:
