@@ -1,6 +1,7 @@
 """The Python API of the search: `optimize(...)` and `apply(...)` (re-exported by `hasten`).
 
     result = hasten.optimize("zoo:minilm")                      # zoo data, metrics and budget by default
+    result = hasten.optimize("zoo:digits", allow_training=True)  # also pruned + distilled students
     result = hasten.optimize("model.onnx", calib="calib.npz", eval="eval.npz", metric="top1",
                              max_drop=0.01, time_budget="10m", out="out/model")
     result.chosen.label, result.speedup, result.report_path
@@ -104,8 +105,12 @@ class OptimizeResult:
 
 
 def _name_of(source, model) -> str:
+    from hasten.search.training import is_function_spec
+
     if isinstance(source, (str, os.PathLike)):
         text = str(source)
+        if is_function_spec(text):
+            return text.rsplit(":", 1)[1]
         return text[4:] if text.startswith("zoo:") else Path(text).stem
     if model.source is not None:
         return Path(model.source).stem
@@ -134,16 +139,17 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
              force: bool = False, progress=None, **settings) -> OptimizeResult:
     """Search for the fastest model whose accuracy drop stays inside the budget; write OUT/.
 
-    model: .onnx path, zoo:NAME, ModelProto or Model. calib / eval: Samples or paths (a zoo model's own data
-    by default). metric: name(s) (top1, cosine, retrieval, sqnr, module:function), Metric(s) or a callable.
+    model: .onnx path, zoo:NAME, package.module:function (returning (torch module, example inputs)),
+    ModelProto or Model. calib / eval: Samples or paths (a zoo model's own data by default). metric: name(s) (top1, cosine, retrieval, sqnr, module:function), Metric(s) or a callable.
     max_drop: see hasten.search.budget. backends: names or "a,b". time_budget: seconds or "10m".
     threads: an int, a list of ints to search over, or None (physical cores). out: folder (default
     ./out/<model name>). resume/force: what to do with a folder holding another model's results.
-    progress: callable(Event). Other keywords go to hasten.search.tuner.Settings.
+    progress: callable(Event). Other keywords go to hasten.search.tuner.Settings, e.g. allow_training=True
+    (torch sources only: adds pruned + distilled students) and train_steps=N (their distillation steps).
     """
-    import hasten
     from hasten.search.budget import Budget
     from hasten.search.evaluate import check_samples
+    from hasten.search.training import load_input
     from hasten.search.tuner import Settings, Tuner
 
     if target not in TARGETS:
@@ -154,7 +160,9 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
 
         entry = zoo.get(model)
     name = str(model) if isinstance(model, str) else ""
-    loaded = hasten.load(model)
+    source = _training_source(model, settings)
+    loaded, src = load_input(model)
+    source = src if src is not None and source is not None else source
     calib = load_samples(calib, loaded, name, "calibration")
     eval = load_samples(eval, loaded, name, "evaluation")
     if entry is not None:
@@ -192,28 +200,50 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     model_name = _name_of(model, loaded)
     out = Path(out) if out is not None else Path("out") / model_name
     tuner = Tuner(loaded, calib, eval, metrics, budget, out, opts, progress=progress, resume=resume, force=force,
-                  model_name=name or model_name)
+                  model_name=name or model_name, source=source)
     if calib is not None and tuner.context["calibration"] == tuner.context["evaluation"]:
         tuner.notes.append("the calibration and evaluation samples are the same data: accuracy figures are "
                            "optimistic (BENCHMARKING.md asks for disjoint sets)")
     return OptimizeResult(tuner.run(), out)
 
 
+def _training_source(model, settings: dict) -> str | None:
+    """The torch-source spec students are trained from (None without allow_training); SearchError for
+    --allow-training on a model without a torch module, or --train-steps without --allow-training."""
+    from hasten.search.training import torch_spec
+
+    allow, steps = settings.get("allow_training", False), settings.get("train_steps")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise SearchError(f"--train-steps must be an integer >= 1, got {steps!r}")
+    if steps is not None and not allow:
+        raise SearchError("--train-steps sets the distillation steps of the students: give --allow-training too")
+    if not allow:
+        return None
+    spec = torch_spec(model)
+    if spec is None:
+        what = str(model) if isinstance(model, (str, os.PathLike)) else f"a {type(model).__name__}"
+        raise SearchError(f"{what}: --allow-training prunes and distils the torch module, which an ONNX model "
+                          "does not have; give zoo:minilm, zoo:digits or package.module:function (returning "
+                          "(module, example_inputs)), or drop --allow-training")
+    return spec
+
+
 def apply(recipe, model, calib=None, out=None):
     """Run `recipe` (a Recipe or a recipe.yaml path) on `model` (path, zoo:NAME or Model); returns the Model.
 
     `calib`: the calibration data the search used (Samples or a path; a zoo model's own by default). With
-    `out`, writes OUT/model.onnx and OUT/recipe.yaml."""
-    import hasten
+    `out`, writes OUT/model.onnx and OUT/recipe.yaml. A recipe with a compress step trains its student again
+    (same seed and threads: the same model); `model` must be the teacher it was made from."""
     from hasten.recipe import Recipe
     from hasten.recipe import apply as apply_recipe
+    from hasten.search.training import load_input
 
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe)
     else:
         recipe.validate()
     name = str(model) if isinstance(model, str) else ""
-    loaded = hasten.load(model)
+    loaded, _ = load_input(model)
     calib = load_samples(calib, loaded, name, "calibration")
     if calib is None and recipe.uses_calibration and name.startswith("zoo:"):
         from hasten import zoo

@@ -11,6 +11,8 @@
 
 `apply(recipe, model, calib)` runs the steps in order: a `pass` step is `hasten.passes.get_pass(name,
 **config)(model)`, a `quantize` step is `hasten.quantize.quantize(model, config_for(name, **config), calib)`.
+A `compress` step (only first) trains a pruned, distilled student of the input model's torch source and
+continues with its export (see hasten.compress.step).
 Given the same input model and calibration data it reproduces the same model (same fingerprint).
 Unknown keys, kinds, passes or schemes raise `RecipeError` naming the file and the key.
 """
@@ -29,7 +31,7 @@ import yaml
 from hasten.errors import HastenError
 
 FORMAT_VERSION = 1
-KINDS = ("pass", "quantize")
+KINDS = ("compress", "pass", "quantize")
 _TOP_KEYS = {"hasten_recipe", "backend", "backend_options", "seed", "calibration_items", "steps"}
 _STEP_KEYS = {"kind", "name", "config"}
 
@@ -72,6 +74,10 @@ class Step:
 
     def label(self) -> str:
         """`name(option=value,...)` with only the options that differ from the defaults."""
+        if self.kind == "compress":
+            from hasten.compress.step import compress_label
+
+            return compress_label(self.config)
         defaults = _default_config(self.kind, self.name)
         opts = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.config.items())
                         if k not in defaults or defaults[k] != v)
@@ -96,6 +102,8 @@ class Recipe:
             raise RecipeError(f"recipe: backend must be a name such as 'onnxruntime', got {self.backend!r}")
         if self.calibration_items is not None and int(self.calibration_items) < 1:
             raise RecipeError(f"recipe: calibration_items must be >= 1 or null, got {self.calibration_items}")
+        if any(s.kind == "compress" for s in self.steps[1:]):
+            raise RecipeError("recipe: a compress step must be the first step (it replaces the input model)")
 
     # -- identity ------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -117,7 +125,8 @@ class Recipe:
 
     @property
     def uses_calibration(self) -> bool:
-        return any(s.kind == "quantize" for s in self.steps)
+        return any(s.kind == "quantize" or s.kind == "compress" and s.config.get("data") == "calibration"
+                   for s in self.steps)
 
     def label(self) -> str:
         """Short human label: `backend[opts] step + step`."""
@@ -164,7 +173,7 @@ class Recipe:
                 raise RecipeError(f"{where}: step {i} has unknown key(s) {bad}; a step has "
                                   f"{sorted(_STEP_KEYS)}")
             if "kind" not in raw or "name" not in raw:
-                raise RecipeError(f"{where}: step {i} needs 'kind' (pass|quantize) and 'name'")
+                raise RecipeError(f"{where}: step {i} needs 'kind' ({'|'.join(KINDS)}) and 'name'")
             try:
                 steps.append(Step(raw["kind"], raw["name"], raw.get("config") or {}))
             except RecipeError as exc:
@@ -178,7 +187,10 @@ class Recipe:
         items = data.get("calibration_items")
         if items is not None and (not isinstance(items, int) or isinstance(items, bool)):
             raise RecipeError(f"{where}: 'calibration_items' must be an integer or null, got {items!r}")
-        return cls(tuple(steps), data["backend"], options, seed, items)
+        try:
+            return cls(tuple(steps), data["backend"], options, seed, items)
+        except RecipeError as exc:
+            raise RecipeError(f"{where}: {exc}") from exc
 
     @classmethod
     def from_yaml(cls, text: str, where: str = "recipe") -> Recipe:
@@ -242,7 +254,11 @@ def _default_config(kind: str, name: str) -> dict:
 
 
 def _build_step(step: Step):
-    """The callable a step stands for: a Pass instance or a QuantConfig."""
+    """What a step stands for: a Pass instance, a QuantConfig or a CompressSpec."""
+    if step.kind == "compress":
+        from hasten.compress.step import CompressSpec
+
+        return CompressSpec.from_config(step.name, step.config)
     if step.kind == "pass":
         from hasten import passes
 
@@ -273,6 +289,11 @@ def normalized(step: Step) -> Step:
 def run_step(step: Step, model, calib=None):
     """Apply one step to `model`; returns (new model, report dict)."""
     built = _build_step(step)
+    if step.kind == "compress":
+        from hasten.compress.step import run_compress
+
+        model, report = run_compress(built, model, calib)
+        return model, _plain(report)
     if step.kind == "pass":
         result = built(model)
         return result.model, {"modified": bool(result.modified), **{k: int(v) for k, v in result.stats.items()}}

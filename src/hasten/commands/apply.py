@@ -16,7 +16,9 @@ def run(args, console):
 
     recipe = Recipe.load(args.recipe)
     out = Path(args.out)
-    with console.status(f"applying {len(recipe.steps)} step(s)..."):
+    training = " (training the student again: this takes as long as it did in the search)" \
+        if any(s.kind == "compress" for s in recipe.steps) else ""
+    with console.status(f"applying {len(recipe.steps)} step(s){training}..."):
         model = apply(recipe, args.model, calib=args.calib, out=out)
     fingerprint = model.fingerprint()
     if not args.json:
@@ -30,7 +32,8 @@ def run(args, console):
 
 def arguments(p):
     p.add_argument("recipe", help="recipe.yaml written by hasten optimize")
-    p.add_argument("model", help="the input model: an .onnx file or zoo:NAME")
+    p.add_argument("model", help="the input model: an .onnx file, zoo:NAME or package.module:function (the "
+                                 "same one the recipe was made from)")
     p.add_argument("--calib", default=None, help="the calibration data the search used (a zoo model's own by "
                                                  "default); needed when the recipe quantises statically")
     p.add_argument("-o", "--out", required=True, help="output folder for model.onnx and recipe.yaml")

@@ -1,4 +1,8 @@
-"""`hasten optimize MODEL`: the fastest model inside an accuracy budget, with results and a report in OUT/."""
+"""`hasten optimize MODEL`: the fastest model inside an accuracy budget, with results and a report in OUT/.
+
+`--allow-training` (torch sources: zoo:minilm, zoo:digits, package.module:function) adds pruned and distilled
+students to the candidates; `--train-steps N` fixes their distillation steps (default: what the time budget
+affords)."""
 
 from __future__ import annotations
 
@@ -39,6 +43,10 @@ class LiveProgress:
                     if event.best else ""
                 self.console.print(f"[bold]{esc(event.message)}[/bold] ({event.tried} tried, "
                                    f"{max(event.time_left_s, 0):.0f} s left{best})")
+        elif event.kind == "train":  # one line per distillation: worth keeping on screen
+            self.last = event.message
+            if self.enabled:
+                self.console.print(esc(event.message))
         elif event.kind == "benchmark":
             self.last = event.message
         else:
@@ -140,6 +148,10 @@ def _space(args) -> dict:
         out["final_seconds"] = args.final_seconds
     if args.passes is not None:
         out["passes"] = tuple(s.strip() for s in args.passes.split(",") if s.strip())
+    if args.allow_training:
+        out["allow_training"] = True
+    if args.train_steps is not None:
+        out["train_steps"] = args.train_steps
     return out
 
 
@@ -150,7 +162,8 @@ def _ms(v) -> str:
 
 
 def arguments(p):
-    p.add_argument("model", help="an .onnx file or zoo:NAME (zoo:minilm, zoo:digits)")
+    p.add_argument("model", help="an .onnx file, zoo:NAME (zoo:minilm, zoo:digits) or package.module:function "
+                                 "returning (torch module, example inputs)")
     p.add_argument("--calib", default=None, help="calibration data (.npz, image folder, .jsonl for zoo text "
                                                  "models); a zoo model's own by default")
     p.add_argument("--eval", default=None, help="evaluation data, disjoint from --calib; a zoo model's own by "
@@ -173,6 +186,10 @@ def arguments(p):
     p.add_argument("--passes", default=None, help="only these graph passes (comma-separated; '' for none)")
     p.add_argument("--final-seconds", type=float, default=None, help="timed seconds per finalist in the final "
                                                                       "measurement (default 5, BENCHMARKING.md)")
+    p.add_argument("--allow-training", action="store_true", help="also try pruned + distilled students (torch "
+                                                                  "sources only; training takes minutes)")
+    p.add_argument("--train-steps", type=int, default=None, help="distillation steps per student (default: "
+                                                                 "what the time budget affords)")
     p.add_argument("-o", "--out", default=None, help="output folder (default ./out/<model name>)")
 
 

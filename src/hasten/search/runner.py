@@ -43,7 +43,10 @@ class CandidateRunner:
                 return cached, {}
         seed_everything(recipe.seed)
         for i in range(start, len(steps)):
-            model, rep = run_step(steps[i], model, calib)
+            if steps[i].kind == "compress" and getattr(self, "students", None) is not None:
+                model, rep = self.students.model(steps[i]), {}  # trained once, cached (search/training.py)
+            else:
+                model, rep = run_step(steps[i], model, calib)
             if steps[i].kind == "quantize":
                 report = rep
             key = digest([s.to_dict() for s in steps[:i + 1]], recipe.calibration_items, recipe.seed)

@@ -11,6 +11,8 @@
 - options: for a scheme candidate, each value of its config class's `search_space()` one at a time, and the
   backend's runtime options; then the best values combined (coordinate descent).
 Mixed-precision candidates (sensitive nodes kept in float) are made by the tuner from measured sensitivity.
+- students (--allow-training): a `compress` step (a pruned, distilled student; hasten.search.training) on a
+  backend's best graph pipeline; the in-budget ones then go through the scheme and option stages too.
 """
 
 from __future__ import annotations
@@ -206,6 +208,13 @@ class Space:
                 steps = [*base, Step("pass", name, _config_dict(p.config))]
                 out.append(Candidate(self.recipe(steps, backend), "graph", note=f"{name} on"))
         return out
+
+    # -- students ------------------------------------------------------------------------------------
+    def student_candidate(self, step: Step, base: Recipe, note: str) -> Candidate:
+        """The student `step` (kind compress) followed by `base`'s graph steps, fp32, on `base`'s backend."""
+        steps = [step, *(s for s in base.steps if s.kind == "pass")]
+        return Candidate(self.recipe(steps, base.backend, base.backend_options), "student", parent=base.key(),
+                         note=note)
 
     # -- quantisation schemes ------------------------------------------------------------------------
     def scheme_allowed(self, name: str, cls, backend: str) -> str | None:

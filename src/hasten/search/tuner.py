@@ -3,6 +3,8 @@
 Stages (each candidate: build -> compile -> accuracy on a subset -> full accuracy for survivors):
 1. baselines: the fp32 model on every backend (the references) and the backends' runtime options;
 2. graph pipelines per backend; the fastest in-budget one per backend becomes that backend's base;
+   with --allow-training and a torch source, pruned and distilled students on each base (search/training.py);
+   the in-budget ones are bases too;
 3. every quantisation scheme (default config) on each base; all that run are screened for latency (an
    out-of-budget scheme is timed too: it tells whether refining it could win);
 4. refinement, fastest scheme first: the config's search space one option at a time, the winners combined,
@@ -35,6 +37,7 @@ from hasten.search.records import Record
 from hasten.search.runner import CandidateRunner, _dup_key, _one_line
 from hasten.search.space import Candidate, Space, reference_key
 from hasten.search.timing import Timing
+from hasten.search.training import student_stage
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class Settings:
     noise_margin: float = 0.02  # a winner must beat the baseline by more than this (and the measured spread)
     seed: int = 0
     feeds: int = 16
+    allow_training: bool = False  # add pruned + distilled students (needs a torch source)
+    train_steps: int | None = None  # distillation steps per student (None: what the time budget affords)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -66,7 +71,7 @@ class Settings:
 class Event:
     """A progress report: what happened, how far the search is, the best so far, the time left."""
 
-    kind: str  # "stage" | "candidate" | "benchmark" | "done"
+    kind: str  # "stage" | "candidate" | "benchmark" | "train" (one line per distillation) | "done"
     message: str
     tried: int
     best: Record | None
@@ -96,8 +101,11 @@ class SearchResult:
 class Tuner(CandidateRunner):
     def __init__(self, model, calib, evaluation, metrics, budget: Budget, out, settings: Settings,
                  progress: Callable[[Event], None] | None = None, resume: bool = False, force: bool = False,
-                 model_name: str = ""):
+                 model_name: str = "", source=None):
+        """source: the torch source (a spec such as zoo:digits, or a TorchSource) students are trained from
+        when `settings.allow_training`."""
         from hasten.backends import physical_cores
+        from hasten.search.training import make_students
 
         self.model, self.calib, self.metrics, self.budget = model, calib, metrics, budget
         self.settings = settings
@@ -129,6 +137,7 @@ class Tuner(CandidateRunner):
         self.base_session = None
         self.cost = {"candidate": None}
         self.sensitivity: dict | None = None
+        self.students = make_students(self, source)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def time_left(self) -> float:
@@ -173,7 +182,8 @@ class Tuner(CandidateRunner):
         try:
             self._stage_baselines()
             bases = self._stage_graph()
-            schemes = self._stage_schemes(bases)
+            students = student_stage(self, bases)
+            schemes = self._stage_schemes(bases, students)
             self._stage_refine(schemes)
             return self._finish(interrupted)
         except KeyboardInterrupt:
@@ -248,11 +258,12 @@ class Tuner(CandidateRunner):
                 bases[backend] = max(pool, key=lambda r: r.speedup or 0.0)
         return bases
 
-    def _stage_schemes(self, bases: dict[str, Record]) -> list[Record]:
-        self.emit("stage", "quantisation schemes on each backend's best graph")
+    def _stage_schemes(self, bases: dict[str, Record], students: list[Record] = ()) -> list[Record]:
+        self.emit("stage", "quantisation schemes on each backend's best graph" +
+                  (" and on the in-budget students" if students else ""))
         recs = []
-        # the backend whose base is fastest first: under a tight time budget its schemes matter most
-        for base in sorted(bases.values(), key=lambda r: -(r.speedup or 0.0)):
+        # the fastest base first: under a tight time budget its schemes matter most
+        for base in sorted([*bases.values(), *students], key=lambda r: -(r.speedup or 0.0)):
             for cand in self.space.scheme_candidates(base.recipe):
                 if not self.can_start():
                     self._not_tried([cand])
