@@ -1,4 +1,5 @@
-"""Pieces the bench scripts share: the NNCF int8 reference and embedding fidelity."""
+"""Pieces the bench scripts share: the NNCF int8 reference, hasten's most faithful OpenVINO int8 recipe and
+embedding fidelity."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import numpy as np
 
 from hasten.backends.base import model_on_disk
 from hasten.measure.accuracy import CosineFidelity, RetrievalAgreement
+
+#: hasten's static int8 for transformers on OpenVINO: SmoothQuant 0.8 on every MatMul input, GPTQ-rounded
+#: weights, int8 self-attention (Q, K, V and probabilities); bench/quantize_minilm.py measures its parts
+HASTEN_OV_INT8 = dict(smoothquant=0.8, smoothquant_scope="all", weight_rounding="gptq", attention="all")
 
 
 def nncf_ov_int8(model, calib, transformer: bool = False, subset: int | None = None):

@@ -7,7 +7,7 @@ For each student variant: structured pruning of the torch teacher, distillation 
 (zoo text "train" split + package docstrings; never the evaluation sentences; the student under bf16
 autocast unless --fp32-training), export (opset 17), then two int8 versions on OpenVINO, both calibrated on
 the zoo's 512 calibration sentences like the full model's baseline: NNCF int8, and hasten's own static int8
-(HASTEN_INT8: SmoothQuant 0.8 on every MatMul input, GPTQ weights, int8 attention).
+(common.HASTEN_OV_INT8: SmoothQuant 0.8 on every MatMul input, GPTQ weights, int8 attention).
 Every session is compiled once and timed in interleaved rounds in this one process (BENCHMARKING.md) at
 batch 1 x 128 tokens on the evaluation sentences. Fidelity: mean / worst cosine and retrieval top-10
 agreement (50 queries) against the fp32 teacher on the same backend over the 300 evaluation sentences.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import embedding_fidelity, nncf_ov_int8
+from common import HASTEN_OV_INT8, embedding_fidelity, nncf_ov_int8
 from rich.console import Console
 from rich.table import Table
 
@@ -61,15 +61,11 @@ def nncf_int8(model, calib, threads: int) -> Session:
     return get_backend("openvino", threads=threads).compile_ov(nncf_ov_int8(model, calib, transformer=True))
 
 
-#: hasten's own int8 for the students (the most faithful recipe of bench/quantize_minilm.py, int8 attention)
-HASTEN_INT8 = dict(smoothquant=0.8, smoothquant_scope="all", weight_rounding="gptq", attention="all")
-
-
 def hasten_int8(model, calib, threads: int) -> Session:
-    """hasten's static int8 QDQ of `model` (HASTEN_INT8), compiled on OpenVINO."""
+    """hasten's static int8 QDQ of `model` (common.HASTEN_OV_INT8), compiled on OpenVINO."""
     from hasten.quantize import Int8StaticConfig, quantize_static
 
-    result = quantize_static(model, Int8StaticConfig(**HASTEN_INT8), calib)
+    result = quantize_static(model, Int8StaticConfig(**HASTEN_OV_INT8), calib)
     return get_backend("openvino", threads=threads).compile(result.model)
 
 

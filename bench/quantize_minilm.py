@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import onnx
-from common import embedding_fidelity, nncf_ov_int8
+from common import HASTEN_OV_INT8, embedding_fidelity, nncf_ov_int8
 from rich.console import Console
 from rich.table import Table
 
@@ -35,14 +35,14 @@ from hasten.quantize.int8 import gptq_inputs, quantisable_nodes, stats_tensors
 from hasten.quantize.qdq import name_nodes
 
 #: hasten's configurations (all share one statistics pass)
-SMOOTH = dict(smoothquant=0.8, smoothquant_scope="all", weight_rounding="gptq")
+SMOOTH = {k: v for k, v in HASTEN_OV_INT8.items() if k != "attention"}
 CONFIGS = {
     "hasten int8-static (minmax, defaults)": ("onnxruntime", Int8StaticConfig()),
     "hasten int8-static + SmoothQuant + GPTQ (ORT-fused)": ("onnxruntime", Int8StaticConfig(**SMOOTH, ort_ops=True)),
     "hasten int8-static + SQ(norm) + FFN-out dynamic (mixed)": ("onnxruntime", None),  # built below
     "hasten QDQ (SmoothQuant + GPTQ) on OpenVINO": ("openvino", Int8StaticConfig(**SMOOTH)),
     "hasten QDQ + int8 attention Q, K on OpenVINO": ("openvino", Int8StaticConfig(**SMOOTH, attention="qk")),
-    "hasten QDQ + int8 attention Q, K, V, P on OpenVINO": ("openvino", Int8StaticConfig(**SMOOTH, attention="all")),
+    "hasten QDQ + int8 attention Q, K, V, P on OpenVINO": ("openvino", Int8StaticConfig(**HASTEN_OV_INT8)),
 }
 
 
