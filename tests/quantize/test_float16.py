@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from modelkit import make_mlp
 from onnx import TensorProto, helper, numpy_helper
 
@@ -10,6 +11,7 @@ import hasten
 from hasten.backends import get_backend, run_samples
 from hasten.data import Samples
 from hasten.measure.accuracy import sqnr_db
+from hasten.measure.isa import cpu_features, native_dtypes
 from hasten.quantize.base import quantize
 from hasten.quantize.float16 import BFloat16Config, Float16Config
 
@@ -99,6 +101,8 @@ def test_keep_ops_and_no_calib_uses_synthetic():
     assert relu.inputs[0].dtype.name == "FLOAT" and relu.outputs[0].dtype.name == "FLOAT"
 
 
+@pytest.mark.skipif("bf16" not in native_dtypes(cpu_features()),
+                    reason="this CPU has no native bf16 (avx512_bf16 / amx_bf16): OpenVINO would run f32")
 def test_bf16_is_openvino_precision_and_measured():
     model = hasten.load(make_mlp(seed=5, d_in=32, d_hidden=64, d_out=16))
     samples = Samples.synthetic(model, 8, seed=2)

@@ -10,7 +10,10 @@
   Runtime and oneDNN use `vpmaddubsw`, which adds the two products a0*w0 + a1*w1 of each byte pair into a
   *saturating* int16; with VNNI (`vpdpbusd`) or AMX the sums go straight into int32 and never saturate.
 - `int8_isa(features)`: one short name of the int8 path ("amx", "vnni", "avx2-saturating", "neon-dotprod",
-  ...) recorded in recipes, so a model tuned for one int8 path warns when used on another.
+  ...) recorded in recipes, so a model tuned for one int8 path warns when used on another;
+  `int8_features(features)` names the features behind it.
+Without a `machine` argument the architecture is read from the features themselves (asimd: Arm; avx2...:
+x86), else from this host, so a cpuinfo text of another machine is judged as that machine.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ X86_FEATURES = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "
 ARM_FEATURES = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
 
 _VNNI = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+_X86_ONLY = frozenset(X86_FEATURES)
+_ARM_ONLY = frozenset(ARM_FEATURES) - {"bf16"}  # a word that names only one architecture
+#: the features that decide the int8 path (named in a recipe's "tuned for" warning)
+_INT8_FEATURES = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2", "i8mm", "asimddp")
 
 
 def parse_cpuinfo(text: str) -> frozenset[str]:
@@ -47,14 +54,21 @@ def cpu_features() -> frozenset[str]:
         return frozenset()
 
 
-def is_x86(machine: str | None = None) -> bool:
-    return (machine or platform.machine()).lower() in ("x86_64", "amd64", "i686", "i386", "x86")
+def is_x86(machine: str | None = None, features: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Whether `machine` (default: the features' architecture, else this host's) is x86."""
+    if machine is None:
+        if set(features) & _ARM_ONLY:
+            return False
+        if set(features) & _X86_ONLY:
+            return True
+        machine = platform.machine()
+    return machine.lower() in ("x86_64", "amd64", "i686", "i386", "x86")
 
 
 def native_dtypes(features: frozenset[str] | set[str], machine: str | None = None) -> tuple[str, ...]:
     """Dtypes whose matrix products this CPU runs natively, in the order fp32, bf16, fp16, int8."""
     f = set(features)
-    if is_x86(machine):
+    if is_x86(machine, f):
         bf16 = bool(f & {"avx512_bf16", "amx_bf16"})
         fp16 = bool(f & {"avx512_fp16", "amx_fp16"})
     else:
@@ -65,13 +79,13 @@ def native_dtypes(features: frozenset[str] | set[str], machine: str | None = Non
 
 def int8_dot_saturates(features: frozenset[str] | set[str], machine: str | None = None) -> bool:
     """True where int8 u8 x s8 products are summed in pairs into a saturating int16 (x86 without VNNI/AMX)."""
-    return is_x86(machine) and not (set(features) & _VNNI)
+    return is_x86(machine, features) and not (set(features) & _VNNI)
 
 
 def int8_isa(features: frozenset[str] | set[str], machine: str | None = None) -> str:
     """A short name of the int8 dot-product path: amx | vnni | avx512-saturating | avx2-saturating | ..."""
     f = set(features)
-    if is_x86(machine):
+    if is_x86(machine, f):
         if "amx_int8" in f:
             return "amx"
         if f & _VNNI:
@@ -82,6 +96,12 @@ def int8_isa(features: frozenset[str] | set[str], machine: str | None = None) ->
     if "i8mm" in f:
         return "neon-i8mm"
     return "neon-dotprod" if "asimddp" in f else "neon"
+
+
+def int8_features(features: frozenset[str] | set[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The features among `features` that decide the int8 path, strongest first (e.g. ("avx512_vnni",
+    "avx512bw", "avx2"))."""
+    return tuple(f for f in _INT8_FEATURES if f in set(features))
 
 
 def host_int8_saturates() -> bool:
