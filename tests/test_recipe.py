@@ -107,3 +107,91 @@ def test_apply_with_too_few_calibration_items_says_so():
 
     with pytest.raises(DataError, match="24 calibration items"):
         apply(_recipe(), hasten.load(make_mlp()), _calib(10))
+
+
+ZEN3 = frozenset({"sse4_1", "avx", "avx2", "fma", "f16c"})
+ZEN4 = frozenset({"sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                  "avx512_bf16"})
+
+
+def test_tuned_for_is_the_hosts_and_round_trips():
+    from hasten.measure.isa import cpu_features, host_int8_isa
+
+    recipe = _recipe()
+    assert recipe.int8_isa == host_int8_isa() and recipe.isa_features == tuple(sorted(cpu_features()))
+    text = recipe.to_yaml()
+    assert "tuned_for:" in text and f"int8_isa: {recipe.int8_isa}" in text
+    assert Recipe.from_yaml(text) == recipe
+    other = Recipe(recipe.steps, "onnxruntime", {"threads": 1}, 3, 24, "vnni", tuple(sorted(ZEN4)))
+    back = Recipe.from_yaml(other.to_yaml())
+    assert back.int8_isa == "vnni" and back.isa_features == tuple(sorted(ZEN4))
+    # where it was tuned is not part of what it is: the same candidate on any CPU
+    assert other.key() == recipe.key() and other.model_key() == recipe.model_key()
+
+
+def test_old_recipe_without_tuned_for_loads_and_never_warns(tmp_path, caplog, monkeypatch):
+    from hasten.measure import isa
+
+    monkeypatch.setattr(isa, "cpu_features", lambda: ZEN3)
+    path = tmp_path / "recipe.yaml"
+    path.write_text("hasten_recipe: 1\nbackend: onnxruntime\nsteps:\n- {kind: pass, name: cleanup}\n")
+    with caplog.at_level("WARNING"):
+        recipe = Recipe.load(path)
+    assert recipe.int8_isa is None and recipe.isa_features == () and "tuned_for" not in recipe.to_dict()
+    assert recipe.isa_warning() is None and caplog.records == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("backend: onnxruntime\ntuned_for: vnni\n", "'tuned_for' must be a mapping"),
+    ("backend: onnxruntime\ntuned_for: {int8: vnni}\n", "'tuned_for' has unknown key(s) ['int8']"),
+    ("backend: onnxruntime\ntuned_for: {int8_isa: 3}\n", "'tuned_for.int8_isa' must be a name"),
+    ("backend: onnxruntime\ntuned_for: {int8_isa: vnni, features: avx2}\n", "'tuned_for.features' must be"),
+])
+def test_bad_tuned_for_raises_clear_error(text, message):
+    with pytest.raises(RecipeError) as info:
+        Recipe.from_yaml(text, "r.yaml")
+    assert message in str(info.value) and "r.yaml" in str(info.value)
+
+
+def test_loading_a_recipe_tuned_on_another_int8_path_warns_once(tmp_path, caplog, monkeypatch):
+    from hasten.measure import isa
+
+    path = Recipe((Step("pass", "cleanup"),), "onnxruntime", {}, 0, None, "vnni", tuple(sorted(ZEN4))).save(
+        tmp_path / "recipe.yaml")
+    monkeypatch.setattr(isa, "cpu_features", lambda: ZEN3)  # this host: AVX2 only, whatever it really is
+    with caplog.at_level("WARNING"):
+        Recipe.load(path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hasten.recipe"]
+    assert lines == [f"{path}: recipe tuned for int8 path 'vnni' (avx512_vnni); this host is 'avx2-saturating' "
+                     "(avx2): its speed and int8 accuracy were measured there; re-run hasten optimize for the "
+                     "best model here"]
+    assert "\n" not in lines[0] and caplog.records[0].levelname == "WARNING"
+    caplog.clear()
+    monkeypatch.setattr(isa, "cpu_features", lambda: ZEN4 | {"amx_tile"})  # the same int8 path: no word
+    with caplog.at_level("WARNING"):
+        Recipe.load(path)
+    assert caplog.records == []
+
+
+def test_hasten_apply_warns_on_another_int8_path(tmp_path, caplog, monkeypatch, capsys):
+    import json
+
+    from hasten.cli import main
+    from hasten.measure import isa
+
+    make_mlp_path = tmp_path / "mlp.onnx"
+    hasten.load(make_mlp()).save(make_mlp_path)
+    np.savez(tmp_path / "calib.npz", x=_calib().arrays["x"])
+    recipe = Recipe(_recipe().steps, "onnxruntime", {"threads": 1}, 3, 24, "avx2-saturating", tuple(sorted(ZEN3)))
+    path = recipe.save(tmp_path / "recipe.yaml")
+    monkeypatch.setattr(isa, "cpu_features", lambda: ZEN4)
+    with caplog.at_level("WARNING"):
+        code = main(["apply", str(path), str(make_mlp_path), "--calib", str(tmp_path / "calib.npz"),
+                     "-o", str(tmp_path / "out"), "--json"])
+    assert code == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "tuned for int8 path 'avx2-saturating' (avx2); this host is 'vnni'" in warned[0]
+    result = json.loads(capsys.readouterr().out)
+    assert result["warning"] == recipe.isa_warning()
+    # the recipe written beside the output keeps where it was tuned
+    assert Recipe.from_yaml((tmp_path / "out" / "recipe.yaml").read_text()).int8_isa == "avx2-saturating"

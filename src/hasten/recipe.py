@@ -8,6 +8,11 @@
     steps:
     - {kind: pass, name: transformer_fusion, config: {gelu_approximation: false}}
     - {kind: quantize, name: int8-dynamic, config: {per_channel: true}}
+    tuned_for: {int8_isa: vnni, features: [avx2, avx512_vnni, ...]}   # the CPU the search measured on
+
+`tuned_for` records the int8 path and ISA features (hasten.measure.isa) of the host a recipe was made on (a
+new Recipe takes this host's; a file without it loads with none). `Recipe.load` logs one warning (logger
+"hasten.recipe") when this host's int8 path differs: speed and int8 accuracy were measured on the other one.
 
 `apply(recipe, model, calib)` runs the steps in order: a `pass` step is `hasten.passes.get_pass(name,
 **config)(model)`, a `quantize` step is `hasten.quantize.quantize(model, config_for(name, **config), calib)`.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +38,11 @@ from hasten.errors import HastenError
 
 FORMAT_VERSION = 1
 KINDS = ("compress", "pass", "quantize")
-_TOP_KEYS = {"hasten_recipe", "backend", "backend_options", "seed", "calibration_items", "steps"}
+_TOP_KEYS = {"hasten_recipe", "backend", "backend_options", "seed", "calibration_items", "steps", "tuned_for"}
 _STEP_KEYS = {"kind", "name", "config"}
+_TUNED_KEYS = {"int8_isa", "features"}
+
+logger = logging.getLogger(__name__)
 
 
 class RecipeError(HastenError):
@@ -84,19 +93,37 @@ class Step:
         return f"{self.name}({opts})" if opts else self.name
 
 
+def _host_int8_isa() -> str | None:
+    from hasten.measure.isa import host_int8_isa
+
+    return host_int8_isa()
+
+
+def _host_features() -> tuple[str, ...]:
+    from hasten.measure.isa import cpu_features
+
+    return tuple(sorted(cpu_features()))
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """Steps (in order), the backend and its options (threads, precision...), a seed, and how many
-    calibration items the quantisation steps used (None: all that were given)."""
+    """Steps (in order), the backend and its options (threads, precision...), a seed, how many calibration
+    items the quantisation steps used (None: all that were given), and the host it was tuned for: its int8
+    path and ISA features (default: this host's; None / () when unknown, e.g. an older recipe file)."""
 
     steps: tuple[Step, ...] = ()
     backend: str = "onnxruntime"
     backend_options: dict = field(default_factory=dict)
     seed: int = 0
     calibration_items: int | None = None
+    int8_isa: str | None = field(default_factory=_host_int8_isa)
+    isa_features: tuple[str, ...] = field(default_factory=_host_features)
 
     def __post_init__(self):
         object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "isa_features", tuple(str(f) for f in self.isa_features))
+        if self.int8_isa is not None and (not isinstance(self.int8_isa, str) or not self.int8_isa):
+            raise RecipeError(f"recipe: tuned_for.int8_isa must be a name such as 'vnni', got {self.int8_isa!r}")
         object.__setattr__(self, "backend_options", _plain(dict(self.backend_options)))
         if not isinstance(self.backend, str) or not self.backend:
             raise RecipeError(f"recipe: backend must be a name such as 'onnxruntime', got {self.backend!r}")
@@ -107,13 +134,19 @@ class Recipe:
 
     # -- identity ------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"hasten_recipe": FORMAT_VERSION, "backend": self.backend,
-                "backend_options": dict(self.backend_options), "seed": int(self.seed),
-                "calibration_items": self.calibration_items, "steps": [s.to_dict() for s in self.steps]}
+        out = {"hasten_recipe": FORMAT_VERSION, "backend": self.backend,
+               "backend_options": dict(self.backend_options), "seed": int(self.seed),
+               "calibration_items": self.calibration_items, "steps": [s.to_dict() for s in self.steps]}
+        if self.int8_isa is not None or self.isa_features:
+            out["tuned_for"] = {"int8_isa": self.int8_isa, "features": list(self.isa_features)}
+        return out
 
     def key(self) -> str:
-        """A stable hash of everything that defines the result (sorted JSON)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable hash of everything that defines the result (sorted JSON); not of the host it was tuned
+        on (`tuned_for`), so the same steps and backend are the same candidate on any CPU."""
+        d = self.to_dict()
+        d.pop("tuned_for", None)
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def model_key(self) -> str:
@@ -187,8 +220,9 @@ class Recipe:
         items = data.get("calibration_items")
         if items is not None and (not isinstance(items, int) or isinstance(items, bool)):
             raise RecipeError(f"{where}: 'calibration_items' must be an integer or null, got {items!r}")
+        isa, features = _tuned_for(data.get("tuned_for"), where)
         try:
-            return cls(tuple(steps), data["backend"], options, seed, items)
+            return cls(tuple(steps), data["backend"], options, seed, items, isa, features)
         except RecipeError as exc:
             raise RecipeError(f"{where}: {exc}") from exc
 
@@ -207,7 +241,25 @@ class Recipe:
             raise RecipeError(f"{path}: no such recipe file; give the recipe.yaml written by hasten optimize")
         recipe = cls.from_yaml(path.read_text(encoding="utf-8"), str(path))
         recipe.validate(str(path))
+        warning = recipe.isa_warning()
+        if warning:
+            logger.warning("%s: %s", path, warning)
         return recipe
+
+    def isa_warning(self) -> str | None:
+        """One line when this recipe was tuned on a CPU whose int8 path differs from this host's, else None
+        (also None when the recipe does not say what it was tuned for)."""
+        from hasten.measure.isa import cpu_features, int8_features, int8_isa
+
+        here = int8_isa(cpu_features())
+        if self.int8_isa is None or self.int8_isa == here:
+            return None
+        there_f = int8_features(self.isa_features)[:1]
+        here_f = int8_features(cpu_features())[:1]
+        there = f"'{self.int8_isa}'" + (f" ({there_f[0]})" if there_f else "")
+        this = f"'{here}'" + (f" ({here_f[0]})" if here_f else "")
+        return (f"recipe tuned for int8 path {there}; this host is {this}: its speed and int8 accuracy were "
+                f"measured there; re-run hasten optimize for the best model here")
 
     # -- checks and application ----------------------------------------------------------------------
     def validate(self, where: str = "recipe") -> None:
@@ -230,6 +282,23 @@ class Recipe:
         if threads is not None:
             options["threads"] = threads
         return get_backend(self.backend, **options)
+
+
+def _tuned_for(raw, where: str) -> tuple[str | None, tuple[str, ...]]:
+    """(int8_isa, features) from a recipe's `tuned_for` mapping; (None, ()) when it has none."""
+    if raw is None:
+        return None, ()
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: 'tuned_for' must be a mapping with keys {sorted(_TUNED_KEYS)}")
+    bad = sorted(set(raw) - _TUNED_KEYS)
+    if bad:
+        raise RecipeError(f"{where}: 'tuned_for' has unknown key(s) {bad}; it has {sorted(_TUNED_KEYS)}")
+    isa, features = raw.get("int8_isa"), raw.get("features") or []
+    if isa is not None and not isinstance(isa, str):
+        raise RecipeError(f"{where}: 'tuned_for.int8_isa' must be a name such as 'vnni', got {isa!r}")
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise RecipeError(f"{where}: 'tuned_for.features' must be a list of CPU feature names")
+    return isa, tuple(features)
 
 
 def _short(value) -> str:

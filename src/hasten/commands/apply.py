@@ -25,9 +25,11 @@ def run(args, console):
         console.print(esc(recipe.label()))
         console.print(esc(f"wrote {out / 'model.onnx'} (fingerprint {fingerprint}) and {out / 'recipe.yaml'}; "
                       f"run it on {recipe.backend} with {recipe.backend_options}"))
+    # Recipe.load has logged `warning` (one line on stderr) when the recipe was tuned on another int8 path
     return {"model": str(out / "model.onnx"), "recipe": str(out / "recipe.yaml"), "fingerprint": fingerprint,
             "backend": recipe.backend, "backend_options": recipe.backend_options,
-            "steps": [s.to_dict() for s in recipe.steps]}
+            "steps": [s.to_dict() for s in recipe.steps], "tuned_for": recipe.to_dict().get("tuned_for"),
+            "warning": recipe.isa_warning()}
 
 
 def arguments(p):
