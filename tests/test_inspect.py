@@ -71,3 +71,25 @@ def test_default_targets_are_host_and_published(mlp, tmp_path, monkeypatch):
     assert floors["fp32_ms"] == pytest.approx(1e3 * max(2 * MLP_FLOPS_PER_ROW / 2e11, (weights + io) / 3e10))
     assert floors["int8_ms"] < floors["fp32_ms"]
     assert host_floors(mlp, {"nope": 1}) is None
+
+
+@pytest.mark.parametrize("features, path, saturates", [
+    (("avx", "avx2", "f16c", "fma", "sse4_1"), "avx2-saturating", True),
+    (("avx2", "avx512_bf16", "avx512_vnni", "avx512bw", "avx512f"), "vnni", False),
+])
+def test_host_section_shows_features_and_int8_path(mlp, tmp_path, monkeypatch, features, path, saturates):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    native = ["fp32", "int8"] if saturates else ["fp32", "bf16", "int8"]
+    host = T.Target("host", {d: 1e11 for d in native}, 3e10, source="measured", description="Test CPU, 2 cores",
+                    details={"machine": "x86_64", "native_dtypes": native}, features=features)
+    T.host_cache_path().write_text(json.dumps(host.to_dict()), encoding="utf-8")  # no measuring in this test
+    report = inspect_model(mlp)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["host"]["features"] == list(features) and data["host"]["int8_isa"] == path
+    assert data["host"]["int8_saturates"] is saturates and data["host"]["native_dtypes"] == native
+    console = Console(record=True, width=400)
+    report.render(console)
+    line = next(x for x in console.export_text().splitlines() if x.startswith("host: "))
+    assert line.startswith(f"host: Test CPU, 2 cores; native dtypes {', '.join(native)}; int8 path {path} (")
+    assert ("saturate in int16" in line) is saturates and line.endswith("features " + " ".join(features))
+    assert inspect_model(mlp, targets=[FAKE]).to_dict()["host"] is None  # no host among the targets

@@ -3,8 +3,9 @@
 `inspect_model(model, shapes, targets)` fixes the input shapes, counts FLOPs and bytes per node
 (`measure.cost`), and states the roofline floor on the host (measured) and on each published target for
 fp32, bf16 and int8 (int8 = linear layers at the int8 peak, the rest at fp32), each as
-"floor = max(FLOPs/peak, bytes/bandwidth) = ...". `report.to_dict()` is JSON-able; `report.render(console)`
-prints rich tables. The CLI calls exactly these two.
+"floor = max(FLOPs/peak, bytes/bandwidth) = ...", and the host's ISA: its features, native dtypes and int8
+path (whether int8 pair sums saturate). `report.to_dict()` is JSON-able; `report.render(console)` prints
+rich tables. The CLI calls exactly these two.
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ class InspectReport:
                 return entry.floor
         return None
 
+    def host(self) -> dict | None:
+        """The host target's ISA summary (`host_summary`), or None when the host is not among the targets."""
+        for t in self.targets:
+            if t.name == "host":
+                return host_summary(t)
+        return None
+
     def to_dict(self) -> dict:
         cost = self.cost
         return {
@@ -92,6 +100,7 @@ class InspectReport:
             "top_nodes": [r.to_dict() for r in self.top_nodes()],
             "floors": [e.to_dict() for e in self.floors],
             "targets": [t.to_dict() for t in self.targets],
+            "host": self.host(),
         }
 
     # -- printing ----------------------------------------------------------------------------------
@@ -149,6 +158,10 @@ class InspectReport:
             top.add_row(r.name, r.op_type, r.category, r.dtype, si(r.flops, "FLOP"), si(r.bytes, "B"))
         console.print(top)
 
+        host = self.host()
+        if host is not None:
+            console.print(host_line(host), soft_wrap=True, markup=False)
+
         floors = Table(title="Roofline floor", title_justify="left")
         for col, just in (("target", "left"), ("dtype", "left"), ("compute", "right"), ("memory", "right"),
                           ("floor", "right"), ("bound", "left")):
@@ -167,6 +180,25 @@ class InspectReport:
                 note = f"  [{e.note}]" if e.note else ""
                 console.print(f"{e.target} {e.dtype}: {e.floor.formula()}{note}", soft_wrap=True,
                               markup=False)
+
+
+def host_summary(target: Target) -> dict:
+    """{"description", "features", "native_dtypes", "int8_isa", "int8_saturates", "measured_at"} of a host
+    Target (measured dtypes when the profile does not say which are native)."""
+    d = target.details
+    return {"description": target.description, "features": list(target.features),
+            "native_dtypes": list(d.get("native_dtypes") or target.dtypes), "int8_isa": target.int8_isa,
+            "int8_saturates": target.int8_saturates, "measured_at": d.get("measured_at"),
+            "measure_seconds": d.get("measure_seconds")}
+
+
+def host_line(host: dict) -> str:
+    """"host: AMD EPYC, 2 cores; native dtypes fp32, int8; int8 path avx2-saturating (...); features ..."."""
+    why = "u8 x s8 pair sums saturate in int16: no VNNI / AMX" if host["int8_saturates"] else \
+        "int8 dot products accumulate in int32"
+    return (f"host: {host['description'] or 'this CPU'}; native dtypes {', '.join(host['native_dtypes'])}; "
+            f"int8 path {host['int8_isa'] or 'unknown'} ({why}); features "
+            f"{' '.join(host['features']) or 'unknown (not read)'}")
 
 
 def _dims(shape) -> str:
