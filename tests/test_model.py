@@ -155,3 +155,41 @@ def test_load_torch_module():
     out = get_backend("onnxruntime").compile(model).run({model.inputs[0].name: x.numpy()})
     np.testing.assert_allclose(next(iter(out.values())), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
     assert model.lineage and "torch.onnx.export" in model.lineage[0]
+
+
+def _contrib_model() -> onnx.ModelProto:
+    """x -> com.microsoft.FastGelu -> ai.onnx.ml.Normalizer -> y, declaring only the default domain."""
+    nodes = [helper.make_node("FastGelu", ["x"], ["g"], domain="com.microsoft"),
+             helper.make_node("Normalizer", ["g"], ["y"], domain="ai.onnx.ml", norm="L2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    return proto
+
+
+def test_every_used_domain_is_imported_in_memory_and_on_disk(tmp_path):
+    proto = _contrib_model()
+    with pytest.raises(onnx.checker.ValidationError, match="com.microsoft"):
+        onnx.checker.check_model(proto, full_check=True)
+    model = hasten.Model.from_proto(proto)
+    assert dict(model.ir.opset_imports) == {"": 17, "com.microsoft": 1, "ai.onnx.ml": 1}
+    out = model.save(tmp_path / "m.onnx")
+    saved = onnx.load(out)
+    onnx.checker.check_model(saved, full_check=True)
+    assert {o.domain: o.version for o in saved.opset_import} == {"": 17, "com.microsoft": 1, "ai.onnx.ml": 1}
+
+
+def test_a_file_missing_a_domain_import_still_loads(tmp_path):
+    path = tmp_path / "old.onnx"
+    onnx.save(_contrib_model(), path)
+    model = hasten.load(path)
+    assert model.ir.opset_imports["com.microsoft"] == 1
+    onnx.checker.check_model(model.proto(), full_check=True)
+
+
+def test_imports_already_present_are_kept(mlp_proto):
+    mlp_proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    model = hasten.load(mlp_proto)
+    assert dict(model.ir.opset_imports) == {"": 17, "com.microsoft": 1}
+    assert [o.domain for o in hasten.load(make_mlp()).proto().opset_import] == [""]

@@ -29,6 +29,62 @@ DEFAULT_BATCH = 1
 DEFAULT_DIM = 128
 #: Models whose initializers exceed this many bytes are saved with external data by default.
 EXTERNAL_DATA_THRESHOLD = 1 << 30
+#: Domains that are never imported explicitly (the default ONNX domain and its alias).
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def domain_version(domain: str, op_types: set[str] | frozenset[str] = frozenset()) -> int:
+    """Opset version to import for `domain` when a model uses it without importing it: the newest version
+    onnx knows for the ops used (ai.onnx.ml, ...), else 1 (com.microsoft and other contrib domains)."""
+    version = 1
+    for op in op_types:
+        try:
+            version = max(version, int(onnx.defs.get_schema(op, domain=domain).since_version))
+        except Exception:  # no schema: a contrib or custom domain
+            continue
+    return version
+
+
+def ensure_opset_imports(model: ir.Model) -> list[str]:
+    """Add (in place) an opset import for every node domain `model` uses but does not import, functions'
+    domains included; returns the domains added. A model without them fails the ONNX checker."""
+    used: dict[str, set[str]] = {}
+    for node in model.graph.all_nodes():
+        used.setdefault(node.domain, set()).add(node.op_type)
+    for function in model.functions.values():
+        for node in function:
+            used.setdefault(node.domain, set()).add(node.op_type)
+    imports = model.opset_imports
+    added = []
+    for domain, ops in sorted(used.items()):
+        if domain in _DEFAULT_DOMAINS or domain in imports:
+            continue
+        imports[domain] = domain_version(domain, ops)
+        added.append(domain)
+    return added
+
+
+def _ensure_proto_imports(proto: onnx.ModelProto) -> list[str]:
+    """`ensure_opset_imports` for a ModelProto (main graph, sub-graphs and functions)."""
+    used: dict[str, set[str]] = {}
+
+    def visit(nodes):
+        for node in nodes:
+            used.setdefault(node.domain, set()).add(node.op_type)
+            for attr in node.attribute:
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    visit(g.node)
+
+    visit(proto.graph.node)
+    for function in proto.functions:
+        visit(function.node)
+    have = {o.domain for o in proto.opset_import}
+    added = []
+    for domain, ops in sorted(used.items()):
+        if domain not in _DEFAULT_DOMAINS and domain not in have:
+            proto.opset_import.append(onnx.helper.make_opsetid(domain, domain_version(domain, ops)))
+            added.append(domain)
+    return added
 
 
 @dataclass(frozen=True)
@@ -73,6 +129,9 @@ class Model:
     source: Path | None = None
     lineage: tuple[str, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        ensure_opset_imports(self.ir)  # every domain a pass or scheme added is imported
+
     # -- conversions -------------------------------------------------------------------------------
     @classmethod
     def from_proto(cls, proto: onnx.ModelProto, source: Path | None = None,
@@ -81,6 +140,7 @@ class Model:
 
     def proto(self) -> onnx.ModelProto:
         """A fresh `onnx.ModelProto` (weights inlined); safe to hand to tools that mutate it."""
+        ensure_opset_imports(self.ir)
         return ir.serde.serialize_model(self.ir)
 
     def derive(self, new_ir: ir.Model | onnx.ModelProto, step: str) -> Model:
@@ -159,6 +219,7 @@ class Model:
                 raise ModelSaveError(f"{path}: refusing to overwrite the input model {self.source}; "
                                      "choose another output path")
         path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_opset_imports(self.ir)
         external = self.parameter_bytes() > external_data_threshold
         tmpdir = Path(tempfile.mkdtemp(prefix=".hasten-", dir=path.parent))
         try:
@@ -212,6 +273,7 @@ def load_onnx(path: str | os.PathLike) -> Model:
         onnx.load_external_data_for_model(proto, str(path.parent))
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot read external data ({exc}); re-save the model") from exc
+    _ensure_proto_imports(proto)  # files written before every used domain was imported still load
     _check_proto(proto, path)
     try:
         model = Model.from_proto(proto, source=path)

@@ -148,6 +148,12 @@ def _symbolic_class():
     return sys.modules[private].SymbolicShapeInference
 
 
+def symbolic_value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """name -> value info from ONNX Runtime's symbolic shape inference (dims may stay symbolic); {} when
+    it cannot run. `proto` is not changed."""
+    return _symbolic_infer(proto)
+
+
 def _symbolic_infer(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     """ONNX Runtime's symbolic shape inference (knows com.microsoft ops); {} when it fails."""
     SymbolicShapeInference = _symbolic_class()

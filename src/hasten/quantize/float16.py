@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from hasten.errors import QuantizationError
@@ -226,12 +225,9 @@ def convert(model: ir.Model, kept: dict[str, str], low: ir.DataType = ir.DataTyp
 
 def _typed_ir(model) -> ir.Model:
     """An onnx-ir copy of `model` with inferred value types and every node named."""
-    proto = model.proto()
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
-    except Exception:
-        pass
-    m = ir.serde.deserialize_model(proto)
+    from hasten.quantize.graph import inferred_proto
+
+    m = ir.serde.deserialize_model(inferred_proto(model))
     name_nodes(m)
     return m
 

@@ -8,12 +8,37 @@ from onnx import numpy_helper
 
 
 def inferred_proto(model) -> onnx.ModelProto:
-    """A fresh ModelProto of `model` (hasten Model or ModelProto) with inferred value types and shapes."""
+    """A fresh ModelProto of `model` (hasten Model or ModelProto) with inferred value types and shapes.
+
+    ONNX shape inference (strict mode off) runs first; node outputs it leaves untyped (com.microsoft ops
+    such as Attention or SkipLayerNormalization) are typed by ONNX Runtime's symbolic shape inference.
+    Never raises: inference is a help, a value it cannot type stays untyped."""
     proto = model if isinstance(model, onnx.ModelProto) else model.proto()
     try:
-        return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
-    except Exception:  # shape inference is a help, not a requirement
-        return proto
+        out = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    except Exception:
+        out = onnx.ModelProto()
+        out.CopyFrom(proto)
+    missing = untyped_values(out)
+    if missing:
+        from hasten.measure.shapes import symbolic_value_infos
+
+        found = symbolic_value_infos(out)
+        out.graph.value_info.extend(found[n] for n in sorted(missing) if n in found and _typed(found[n]))
+    return out
+
+
+def _typed(vi: onnx.ValueInfoProto) -> bool:
+    t = vi.type
+    return t.HasField("tensor_type") and t.tensor_type.elem_type != 0 or t.HasField("sequence_type") \
+        or t.HasField("optional_type")
+
+
+def untyped_values(proto: onnx.ModelProto) -> set[str]:
+    """Names of main-graph node outputs with no element type in the graph's value_info/outputs."""
+    g = proto.graph
+    typed = {v.name for v in (*g.value_info, *g.output, *g.input) if _typed(v)} | {t.name for t in g.initializer}
+    return {o for n in g.node for o in n.output if o and o not in typed}
 
 
 class GraphIndex:
