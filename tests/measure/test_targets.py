@@ -184,3 +184,14 @@ def test_cache_key_follows_features_and_old_profiles_are_measured_again(tmp_path
     monkeypatch.setattr(T, "measure_host", lambda: fresh)
     assert T.host_target() == fresh  # the old profile (it lists bf16) is not trusted
     assert T.Target.from_dict(json.loads(T.host_cache_path().read_text(encoding="utf-8"))) == fresh
+
+
+def test_fp32_and_bandwidth_are_measured_even_past_the_budget(monkeypatch):
+    slow, copy, other = _Fake(T.MIN_PRODUCT_S + 0.01), _Fake(), _Fake()
+    monkeypatch.setattr(T, "_host_measurers", lambda native, threads: {
+        "fp32": [(T._Gemm(slow, 1024, "slow"), 1000)], "int8": [(T._Gemm(other, 256, "int8"), 5)],
+        "bandwidth": [(T._Gemm(copy, 256, "copy"), 1000)]})
+    host = T.measure_host(budget_s=0.05)  # fp32's warm-up alone takes longer
+    assert host.peak("fp32") > 0 and host.bandwidth > 0 and copy.calls == 3  # warm-up, sizing, one run
+    assert other.calls == 0 and host.dtypes == ("fp32",)
+    assert host.details["methods"]["int8"] == "not measured: the 0.05 s budget ran out"
