@@ -136,7 +136,7 @@ def _check_names(settings: dict) -> None:
 
 def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target: str = "cpu",
              backends=None, time_budget=None, threads=None, out=None, resume: bool = False,
-             force: bool = False, progress=None, **settings) -> OptimizeResult:
+             force: bool = False, progress=None, timer=None, **settings) -> OptimizeResult:
     """Search for the fastest model whose accuracy drop stays inside the budget; write OUT/.
 
     model: .onnx path, zoo:NAME, package.module:function (returning (torch module, example inputs)),
@@ -144,7 +144,8 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     max_drop: see hasten.search.budget. backends: names or "a,b". time_budget: seconds or "10m".
     threads: an int, a list of ints to search over, or None (physical cores). out: folder (default
     ./out/<model name>). resume/force: what to do with a folder holding another model's results.
-    progress: callable(Event). Other keywords go to hasten.search.tuner.Settings, e.g. allow_training=True
+    progress: callable(Event). timer: None (time on this host), or a function of the Tuner returning a
+    timing source with hasten.measure.latency.benchmark's signature (tests and simulators). Other keywords go to hasten.search.tuner.Settings, e.g. allow_training=True
     (torch sources only: adds pruned + distilled students) and train_steps=N (their distillation steps).
     """
     from hasten.search.budget import Budget
@@ -200,7 +201,7 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     model_name = _name_of(model, loaded)
     out = Path(out) if out is not None else Path("out") / model_name
     tuner = Tuner(loaded, calib, eval, metrics, budget, out, opts, progress=progress, resume=resume, force=force,
-                  model_name=name or model_name, source=source)
+                  model_name=name or model_name, source=source, timer=timer)
     if calib is not None and tuner.context["calibration"] == tuner.context["evaluation"]:
         tuner.notes.append("the calibration and evaluation samples are the same data: accuracy figures are "
                            "optimistic (BENCHMARKING.md asks for disjoint sets)")

@@ -36,18 +36,53 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse_shapes(items: list[str]) -> dict[str, object]:
+    """`--shape NAME=DIMS` items -> {name: int (one size) or tuple (a shape)}, in the one grammar of
+    hasten.input_shapes.parse_dims (1x3x48x320, 1,3,48,320 or (1, 3, 48, 320)); DataError otherwise."""
     from hasten.errors import DataError
+    from hasten.input_shapes import parse_dims
 
     out: dict[str, object] = {}
     for item in items:
         name, sep, dims = item.partition("=")
+        name, dims = name.strip(), dims.strip()
         if not sep or not name or not dims:
             raise DataError(f"--shape {item!r}: expected NAME=DIMS, e.g. input_ids=1x128 or sequence=64")
-        try:
-            out[name] = int(dims) if dims.isdigit() else tuple(int(d) for d in dims.lower().split("x"))
-        except ValueError as exc:
-            raise DataError(f"--shape {item!r}: dims must be integers separated by 'x'") from exc
+        shape = parse_dims(dims, f"--shape {item!r}")
+        out[name] = shape[0] if dims.isdigit() else shape
     return out
+
+
+#: where hasten's own code lives: python warnings raised from here are hasten's, not a library's
+_PACKAGE_DIR = str(__import__("pathlib").Path(__file__).resolve().parent)
+
+
+class LibraryQuiet(logging.Filter):
+    """Lets through hasten's own records (loggers hasten.*, python warnings raised in hasten's code) and any
+    error; drops the libraries' info and warnings (e.g. onnxruntime.quantization's "Please consider to run
+    pre-processing before quantization", logged on the root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR or record.name == "hasten" or record.name.startswith("hasten."):
+            return True
+        if record.name == "py.warnings":
+            return _PACKAGE_DIR in record.getMessage().split(":", 1)[0]
+        return False
+
+
+def configure_logging() -> None:
+    """Warnings and errors to stderr, hasten's only (LibraryQuiet); python warnings go through logging.
+    Leaves a root logger that already has handlers (an embedding program, pytest) as it is."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    # Some libraries call logging.basicConfig(level=INFO) on import (onnxruntime's MatMulNBits quantizer):
+    # configuring the root logger first turns that into a no-op, so only warnings reach the user.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(LibraryQuiet())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Some libraries call logging.basicConfig(level=INFO) on import (onnxruntime's MatMulNBits quantizer):
-    # configuring the root logger first turns that into a no-op, so only warnings reach the user.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     import hasten.commands  # noqa: F401  (registers the sub-commands)
 
     args = build_parser().parse_args(argv)

@@ -53,3 +53,50 @@ def events_recorder():
 
     progress.events = events
     return progress
+
+
+class FakeTimer:
+    """A timing source for the search that needs no wall clock: each session's per-round median is
+    `base_ms / speed(record)` (or `speed[name]` when `speed` is a dict) times a log-normal noise factor (sd `noise`), seeded, so a search timed by it
+    is deterministic. Pass `timer=FakeTimer(...)` to optimize(); `rounds` counts the rounds timed per call
+    of time_sessions (one bench call is one round)."""
+
+    def __init__(self, speed, noise: float = 0.0, base_ms: float = 1.0, seed: int = 0):
+        self.speed, self.noise, self.base_ms = speed, noise, base_ms
+        self.rng = np.random.default_rng(seed)
+        self.tuner = None
+        self.calls = 0
+
+    def __call__(self, tuner):  # optimize(timer=...) calls this with the Tuner
+        self.tuner = tuner
+        return self.bench
+
+    def ratio_of(self, name: str) -> float:
+        from hasten.search.timing import BASELINE
+
+        if isinstance(self.speed, dict):  # {session name: ratio}, for time_sessions without a tuner
+            return float(self.speed.get(name, 1.0))
+        rec = None if name == BASELINE or self.tuner is None else self.tuner.records.get(name)
+        return 1.0 if rec is None else float(self.speed(rec))
+
+    def bench(self, sessions, feeds, *, warmup_runs=0, warmup_s=0.0, min_runs=10, min_seconds=0.0, rounds=1,
+              progress=None):
+        from hasten.measure.latency import LatencyResult
+
+        self.calls += 1
+        out = {}
+        for name, session in sessions.items():
+            ms = self.base_ms / self.ratio_of(name) * float(np.exp(self.rng.normal(0.0, self.noise)))
+            times = ms * (1.0 + 0.01 * self.rng.standard_normal(max(int(min_runs), 1)))
+            out[name] = LatencyResult(name, np.abs(times), 1, session.describe() if session else {})
+        return out
+
+
+def scheme_speed(speeds: dict[str, float], default: float = 1.0):
+    """speed(record) for FakeTimer: by the last quantisation scheme's name ("" for fp32 models)."""
+
+    def speed(rec) -> float:
+        names = [s.name for s in rec.recipe.steps if s.kind == "quantize"]
+        return speeds.get(names[-1] if names else "", default)
+
+    return speed

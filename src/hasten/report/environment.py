@@ -8,7 +8,8 @@ import platform
 from hasten.paths import package_version
 
 #: CPU flags that decide which kernels a runtime can use
-FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+         "amx_bf16", "amx_int8", "amx_tile")
 PACKAGES = ("hasten", "numpy", "onnx", "onnx-ir", "onnxscript", "onnxruntime", "openvino", "nncf", "torch",
             "transformers")
 
@@ -38,6 +39,13 @@ def environment(settings=None) -> dict:
         "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
         "packages": versions,
     }
+    try:
+        from hasten.measure.isa import cpu_features, int8_dot_saturates, int8_isa
+
+        out["int8_isa"] = int8_isa(cpu_features())
+        out["int8_saturates"] = int8_dot_saturates(cpu_features())
+    except Exception:  # informative only
+        pass
     if settings is not None:
         out["threads"] = list(settings.threads)
     try:

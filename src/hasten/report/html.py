@@ -38,6 +38,27 @@ def _ms(v) -> str:
     return f"{v:.2f}" if v >= 1 else f"{v:.3g}"
 
 
+def _mb(nbytes) -> str:
+    """Megabytes with three significant digits (a 40 kB model is 0.04, not 0.0)."""
+    if not nbytes:
+        return "-"
+    mb = nbytes / 1e6
+    return f"{mb:.1f}" if mb >= 100 else f"{mb:.3g}"
+
+
+def _noise_text(data) -> str:
+    """One sentence on how noisy the host was (the baseline's per-round spread), or ""."""
+    noise = data.get("noise") or {}
+    final = noise.get("final") or {}
+    if final.get("spread") is None:
+        return ""
+    text = (f"Host noise: the baseline's median varied by {final['spread']:.1%} between the final measurement's "
+            f"{final.get('rounds')} interleaved rounds (p10..p90)")
+    if noise.get("screens_max_spread") is not None:
+        text += f", by up to {noise['screens_max_spread']:.1%} in the screens"
+    return text + "."
+
+
 def _cands(data) -> dict[str, dict]:
     return {c["key"]: c for c in data.get("candidates", [])}
 
@@ -70,8 +91,8 @@ def section_summary(data) -> str:
              f'{escape(", ".join(data["metrics"]))}, budget '
              f'{escape(", ".join(f"{k} drop ≤ {v:g}" for k, v in data["budget"].items()))}.</p>']
     if chosen and base:
-        ok = "ok" if s.get("beat_baseline") else "bad"
-        parts.append(f'<p class="big {ok}">{escape(s.get("line", ""))}</p>')
+        ok = "ok" if s.get("beat_baseline") and not s.get("failures") else "bad"
+        parts.append(f'<p class="big {ok}" id="headline">{escape(s.get("line", ""))}</p>')
         rows = ['<tr><th class="l"></th><th class="l">recipe</th><th>median ms</th><th>p90 ms</th>'
                 '<th>speed-up</th>' + "".join(f"<th>{escape(m)} (mean / worst)</th>" for m in data["metrics"])
                 + "<th>size MB</th></tr>"]
@@ -83,8 +104,16 @@ def section_summary(data) -> str:
             rows.append(f'<tr><td class="l">{name}</td><td class="l">{escape(c["label"])}</td>'
                         f'<td>{_ms(lat.get("median_ms"))}</td><td>{_ms(lat.get("p90_ms"))}</td>'
                         f'<td>{(lat.get("ratio") or 1.0):.2f}x</td>{cells}'
-                        f'<td>{c.get("size_bytes", 0) / 1e6:.1f}</td></tr>')
+                        f'<td>{_mb(c.get("size_bytes"))}</td></tr>')
         parts.append("<table>" + "".join(rows) + "</table>")
+    host = data.get("host") or {}
+    if host.get("int8_isa"):
+        parts.append(f'<p>Tuned for int8 path <b>{escape(str(host["int8_isa"]))}</b>'
+                     + (" (int16 pair sums saturate)" if host.get("int8_saturates") else "")
+                     + f'; CPU features {escape(", ".join(host.get("features") or []))}.</p>')
+    noise = _noise_text(data)
+    if noise:
+        parts.append(f'<p id="noise">{escape(noise)}</p>')
     counts = data.get("counts", {})
     parts.append(f'<p>{sum(counts.values())} candidates: ' + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
                  + f'. Search time {data.get("elapsed_s", 0):.0f} s; evaluation on {data.get("evaluation_items")} '
@@ -203,7 +232,7 @@ def section_candidates(data) -> str:
         rows.append(f'<tr class="{cls}"><td>{i}</td><td class="l">{escape(c["label"])}</td>'
                     f'<td class="l">{escape(c["origin"])}</td><td class="l">{escape(c["status"])}'
                     f'{" ★" if c.get("chosen") else ""}</td>{drops}<td>{sp}</td>'
-                    f'<td>{_ms(lat.get("median_ms"))}</td><td>{c.get("size_bytes", 0) / 1e6:.1f}</td>'
+                    f'<td>{_ms(lat.get("median_ms"))}</td><td>{_mb(c.get("size_bytes"))}</td>'
                     f'<td class="l">{escape(c.get("reason") or "")}</td></tr>')
     return (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div><p class="muted">Drops are absolute '
             f'(baseline − candidate) on the full evaluation set, or on the subset when the subset screen rejected '
@@ -262,6 +291,8 @@ def section_environment(data) -> str:
                                               f'{env.get("logical_cores")} logical'),
             ("threads used", ", ".join(str(t) for t in env.get("threads", []))),
             ("flags", ", ".join(f'{k} {"yes" if v else "no"}' for k, v in flags.items())),
+            ("int8 path", f'{env.get("int8_isa", "?")}' + (" (int16 pair sums saturate)"
+                                                          if env.get("int8_saturates") else "")),
             ("memory", f'{env.get("memory_gb", "?")} GB'), ("python", env.get("python")), ("OS", env.get("os")),
             ("packages", ", ".join(f"{k} {v}" for k, v in pk.items() if v))]
     return "<table>" + "".join(f'<tr><th class="l">{k}</th><td class="l">{escape(str(v))}</td></tr>'

@@ -1,9 +1,11 @@
 """The end of a search: the finalists measured as BENCHMARKING.md says, the choice, and OUT/'s files.
 
 The finalists are the fastest in-budget candidates by their screens (plus their thread variants); they and
-the baseline are timed together, interleaved, in one call. The chosen model is the fastest of them, and
-only if it beats the baseline by more than the noise (max(noise margin, each one's half-to-half spread));
-otherwise the baseline itself is returned and the results say so. Never a model slower than the baseline.
+the baseline are timed together, interleaved, in one call; on a noisy host that call adds rounds (up to the
+time budget) until each finalist's ratio to the baseline is resolved against 1 + noise margin. The chosen
+model is the fastest finalist whose ratio is above 1 + noise margin with the lower end of its confidence
+interval above 1; otherwise the baseline itself is returned and the results say why (not faster, or too
+noisy to tell after N rounds). Never a model slower than the baseline. The headline names what failed.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from datetime import UTC, datetime
 
 from hasten.recipe import Recipe
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.records import Record
-from hasten.search.timing import BASELINE, Timing, time_sessions
+from hasten.search.records import Record, failure_line
+from hasten.search.timing import BASELINE, CONFIDENCE, Timing, time_sessions
 
+#: the scheme per-layer sensitivity exists for (hasten.quantize.sensitivity)
+SENSITIVITY_SCHEME = "int8-static"
 #: candidates whose screen ratio is within this fraction of the best screen also go to the final measurement
 SCREEN_NOISE = 0.15
 MAX_FINALISTS = 6
@@ -50,7 +54,8 @@ def finish(tuner, interrupted: bool = False):
                          f"(BENCHMARKING.md asks for {s.final_seconds:g} s): figures are less certain")
             timing = dataclasses.replace(timing, min_seconds=seconds, min_runs=min(100, max(20, int(
                 seconds * 1000 / ms))))
-    key = digest("final", tuner.cache.context_key, sorted(r.key for r in finalists), timing.to_dict())
+    threshold = 1.0 + s.noise_margin
+    key = digest("final", tuner.cache.context_key, sorted(r.key for r in finalists), timing.to_dict(), threshold)
     path = tuner.cache.dir / f"bench-{key}.json"
     results = read_json(path)
     if isinstance(results, dict) and BASELINE in results and all(r.key in results for r in finalists):
@@ -60,7 +65,10 @@ def finish(tuner, interrupted: bool = False):
         sessions = tuner.sessions_for(finalists)
         tuner.emit("benchmark", f"timing {len(sessions)} finalist(s) and the baseline, interleaved "
                                 f"({timing.min_seconds:g} s each)")
-        results = time_sessions(tuner.base_session, sessions, tuner.feeds, timing, full=True)
+        # extra rounds may use the budget up to what the outputs and the report's sensitivity need
+        deadline = tuner.deadline - 10.0 - tuner.sensitivity_reserve_s()
+        results = time_sessions(tuner.base_session, sessions, tuner.feeds, timing, full=True, bench=tuner.bench,
+                                threshold=threshold, deadline=deadline)
         atomic_write_json(path, results)
     base.latency = results[BASELINE]
     for r in finalists:
@@ -69,16 +77,14 @@ def finish(tuner, interrupted: bool = False):
     chosen = base
     timed = [r for r in finalists if r.latency]
     if timed:
-        best = max(timed, key=lambda r: r.latency["ratio"])
-        margin = max(s.noise_margin, best.latency["spread"], base.latency["spread"])
-        if best.latency["ratio"] > 1.0 + margin:
-            chosen = best
-        else:
-            notes.append(f"nothing inside the budget beats the baseline by more than the noise "
-                         f"({margin:.1%}): the fastest, {best.label}, is {best.latency['ratio']:.2f}x; "
-                         "the baseline is returned")
+        chosen = _choose(base, timed, threshold, notes)
     else:
         notes.append("no candidate other than the baseline fits the budget: the baseline is returned")
+    noise = base.latency.get("noise") or {}
+    if noise.get("spread") and noise["spread"] > 0.1:
+        notes.append(f"the host was noisy: the baseline's median varied by {noise['spread']:.0%} between "
+                     f"interleaved rounds (p10..p90); the final measurement took {noise.get('rounds')} rounds "
+                     f"({timing.rounds} planned) to resolve the ratios")
     chosen.chosen = True
     _explain(tuner, chosen)
     if tuner.sensitivity is None:
@@ -89,13 +95,38 @@ def finish(tuner, interrupted: bool = False):
     return result
 
 
+def _choose(base: Record, timed: list[Record], threshold: float, notes: list[str]) -> Record:
+    """The fastest finalist that beats `threshold` with its interval's lower end above 1, else `base`."""
+    def lower(r):
+        lat = r.latency
+        if lat.get("ratio_ci"):
+            return lat["ratio_ci"][0]
+        return lat["ratio"] / (1.0 + max(lat.get("spread", 0.0), (base.latency or {}).get("spread", 0.0)))
+
+    wins = [r for r in timed if r.latency["ratio"] > threshold and lower(r) > 1.0]
+    if wins:
+        return max(wins, key=lambda r: r.latency["ratio"])
+    best = max(timed, key=lambda r: r.latency["ratio"])
+    lat = best.latency
+    ci = lat.get("ratio_ci") or [lower(best), lat["ratio"]]
+    if lat["ratio"] > threshold:
+        notes.append(f"too noisy to tell: after {lat.get('rounds', '?')} interleaved rounds the fastest in budget, "
+                     f"{best.label}, is {lat['ratio']:.2f}x the baseline but its {CONFIDENCE:.0%} interval "
+                     f"[{ci[0]:.2f}, {ci[1]:.2f}] reaches below 1: the baseline is returned")
+    else:
+        notes.append(f"nothing inside the budget beats the baseline by more than the noise margin "
+                     f"({threshold - 1:.0%}): the fastest, {best.label}, is {lat['ratio']:.2f}x "
+                     f"([{ci[0]:.2f}, {ci[1]:.2f}] over {lat.get('rounds', '?')} rounds); the baseline is returned")
+    return base
+
+
 def _sensitivity_for_report(tuner, chosen: Record) -> None:
     """Per-layer sensitivity for the report when the search did not need it: for the chosen recipe if it
     quantises, else the fastest quantised candidate that ran; only if the time budget allows."""
     from hasten.search.mixed import compute_sensitivity
 
     pool = [r for r in tuner.records.values() if r.status in ("in-budget", "rejected") and r.fingerprint
-            and any(s.kind == "quantize" for s in r.recipe.steps)]
+            and [s.name for s in r.recipe.steps if s.kind == "quantize"][-1:] == [SENSITIVITY_SCHEME]]
     pool.sort(key=lambda r: (r is not chosen, -(r.speedup or 0.0)))
     notes = list(tuner.notes)
     for rec in pool[:2]:
@@ -155,7 +186,9 @@ def write_outputs(tuner, result) -> None:
     out = tuner.out
     chosen = result.chosen
     model = chosen_model(tuner, chosen)
-    model.save(out / "model.onnx")
+    path = model.save(out / "model.onnx")
+    data_file = path.with_name(path.name + ".data")
+    chosen.size_bytes = path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0)
     header = (f"made by hasten optimize on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
               f"input model {tuner.context['model']} (fingerprint {tuner.context['model_fingerprint']}); "
               f"output fingerprint {model.fingerprint()}\n{_summary_line(result)}\n"
@@ -172,10 +205,12 @@ def write_outputs(tuner, result) -> None:
 
 def _summary_line(result) -> str:
     c, b = result.chosen, result.baseline
+    failed = failure_line(result.records)
+    tail = f"; {failed}" if failed else ""
     if c is b:
-        return "no candidate in the budget beat the baseline: this is the input model"
+        return "no candidate in the budget beat the baseline: this is the input model" + tail
     return f"{c.latency['ratio']:.2f}x faster than the baseline ({b.latency['median_ms']:.2f} -> " \
-           f"{c.latency['median_ms']:.2f} ms median)"
+           f"{c.latency['median_ms']:.2f} ms median)" + tail
 
 
 def _extras(tuner, result, model) -> dict:
@@ -205,6 +240,15 @@ def _extras(tuner, result, model) -> dict:
     return extras
 
 
+def _noise(tuner) -> dict:
+    """How noisy the host was: the baseline's per-round spread in the final measurement and the screens."""
+    base = tuner.baseline
+    final = (base.latency or {}).get("noise") if base else None
+    screens = [n for n in getattr(tuner, "noise_log", []) if n.get("spread") is not None]
+    return {"final": final, "screens_max_spread": max((n["spread"] for n in screens), default=None),
+            "screens": [{k: n.get(k) for k in ("screen", "rounds", "spread")} for n in screens]}
+
+
 def results_dict(tuner, result=None, extras=None, partial: bool = False, interrupted: bool = False) -> dict:
     """Everything the search knows, as JSON: settings, budget, baseline, chosen, every candidate."""
     records = list(tuner.records.values())
@@ -223,6 +267,8 @@ def results_dict(tuner, result=None, extras=None, partial: bool = False, interru
         "baseline": base.key if base else None,
         "chosen": result.chosen.key if result else None,
         "notes": list(tuner.notes), "sensitivity": tuner.sensitivity,
+        "host": dict(getattr(tuner, "host", {})),  # the int8 path and ISA features the result is tuned for
+        "noise": _noise(tuner),
         "counts": {st: sum(1 for r in records if r.status == st) for st in
                    ("baseline", "in-budget", "rejected", "failed", "duplicate", "not-tried")},
         "candidates": [r.to_dict() for r in records],
@@ -237,6 +283,7 @@ def results_dict(tuner, result=None, extras=None, partial: bool = False, interru
             "accuracy": c.accuracy.to_dict() if c.accuracy else None,
             "baseline_accuracy": base.accuracy.to_dict() if base.accuracy else None,
             "line": _summary_line(result),
+            "failures": failure_line(result.records),
         }
     if extras:
         data.update(extras)

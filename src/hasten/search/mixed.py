@@ -85,6 +85,7 @@ class MixedPrecision:
         self.pending: list[Candidate] = []
         self.dynamic_tried = False
         self.done = self.seed is None
+        self.outcome = ""  # one line for the notes when done: how the space ended
         if self.seed is not None:
             last = [s for s in self.seed.recipe.steps if s.kind == "quantize"]
             cls = tuner.space.scheme_classes().get(last[-1].name) if last else None
@@ -132,8 +133,8 @@ class MixedPrecision:
                     self.k = n - 1
                 else:
                     self.done = True
-                    self.tuner.notes.append(f"mixed precision: {self.seed.label} misses the budget even with "
-                                            f"{n - 1} of its {n} nodes kept in float")
+                    self.outcome = (f"mixed precision: {self.seed.label} misses the budget even with {n - 1} of "
+                                    f"its {n} nodes kept in float: its space is exhausted")
                     return None
             return self._candidate(self.k, FLOAT_OPTION)
         if self.good - self.bad > 1:
@@ -144,6 +145,8 @@ class MixedPrecision:
             self.k = self.good
             return self._candidate(self.good, DYNAMIC_OPTION)
         self.done = True
+        self.outcome = (f"mixed precision: {self.seed.label} fits the budget with its {self.good} most sensitive "
+                        f"node(s) of {n} kept out of int8 (the fewest that do)")
         return None
 
     def feedback(self, rec) -> None:
@@ -153,6 +156,7 @@ class MixedPrecision:
             self.good = self.k
         elif rec.status == "failed":
             self.done = True
+            self.outcome = f"mixed precision on {self.seed.label} stopped: {rec.label} failed ({rec.reason[:200]})"
         else:
             self.bad = self.k
             self.k = self.k * 2

@@ -42,6 +42,7 @@ class Record:
     quant_report: dict = field(default_factory=dict)
     chosen: bool = False
     cached: bool = False  # accuracy came from an earlier run's cache
+    recovery: str = ""  # a retry of the failed candidate `parent`: the fix applied
 
     @property
     def label(self) -> str:
@@ -99,8 +100,60 @@ class Record:
             "memory": {"rss_added_mb": round(self.rss_added_mb, 1)}, "size_bytes": self.size_bytes,
             "fingerprint": self.fingerprint, "build_s": round(self.build_s, 3),
             "compile_s": round(self.compile_s, 3), "quantization": self.quant_report,
-            "from_cache": self.cached,
+            "from_cache": self.cached, "recovery": self.recovery,
         }
+
+
+def model_bytes(model) -> int:
+    """The model's size as a file (graph and every weight, Constant nodes included), in bytes."""
+    try:
+        return int(model.proto().ByteSize())
+    except Exception:  # e.g. over protobuf's 2 GB: the weights alone
+        return int(model.parameter_bytes())
+
+
+def _family(rec: Record) -> str:
+    """"int8" for int8-static / int8-dynamic / int8-weight, the scheme name otherwise ("" without one)."""
+    names = [s.name for s in rec.recipe.steps if s.kind == "quantize"]
+    if not names:
+        return ""
+    return "int8" if names[-1].startswith("int8") else names[-1]
+
+
+def failure_line(records: list[Record]) -> str:
+    """What went wrong among the quantised candidates, for the headline: "every int8 (or quantised)
+    candidate failed: <the commonest reasons>", else why none fits the budget; "" when one fits it."""
+    tried = [r for r in records if _family(r) and r.status not in ("not-tried", "pending", "duplicate")]
+    if not tried:
+        return ""
+    int8 = [r for r in tried if _family(r) == "int8"]
+    for what, recs in (("int8" if len(int8) == len(tried) else "quantised", tried), ("int8", int8)):
+        failed = [r for r in recs if r.status == "failed"]
+        if recs and len(failed) == len(recs):
+            return f"every {what} candidate failed: {_reasons(failed)}"
+    if any(r.within for r in tried):
+        return ""
+    failed = [r for r in tried if r.status == "failed"]
+    missed = [r for r in tried if r.status == "rejected"]
+    closest = min((r for r in missed if r.accuracy is not None), key=lambda r: r.accuracy.excess, default=None)
+    text = f"no quantised candidate fits the budget ({len(missed)} missed it"
+    if closest is not None:
+        text += f"; the closest, {closest.label}, used {closest.accuracy.excess:.1f}x the allowed drop"
+    text += ")"
+    if failed:
+        text += f"; {len(failed)} failed: {_reasons(failed)}"
+    return text
+
+
+def _reasons(failed: list[Record], most: int = 2) -> str:
+    """The commonest failure reasons, each once, with how many candidates gave it."""
+    counts: dict[str, list[str]] = {}
+    for r in failed:
+        counts.setdefault(f"{r.stage or 'failed'}: {r.reason[:140]}", []).append(r.label)
+    top = sorted(counts.items(), key=lambda kv: -len(kv[1]))[:most]
+    text = "; ".join(f"{reason} ({len(labels)}x)" if len(labels) > 1 else f"{labels[0]}: {reason}"
+                     for reason, labels in top)
+    return text + (f"; and {len(counts) - most} other reason(s)" if len(counts) > most else "")
 
 
 def summarize_report(report: dict, limit: int = 40) -> dict:

@@ -6,15 +6,17 @@ de-duplicate by fingerprint, compile, accuracy (subset, then full), and latency 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 
 from hasten.errors import HastenError
 from hasten.measure.latency import compile_measured
-from hasten.recipe import Recipe, calibration_subset, run_step, seed_everything
+from hasten.recipe import Recipe, Step, calibration_subset, run_step, seed_everything
 from hasten.search.cache import atomic_write_json, digest, read_json
 from hasten.search.evaluate import CandidateFailure
-from hasten.search.records import Record, summarize_report
+from hasten.search.records import Record, model_bytes, summarize_report
 from hasten.search.space import Candidate, accuracy_recipe, reference_key
 from hasten.search.timing import BASELINE, Timing, time_sessions
 
@@ -57,10 +59,19 @@ class CandidateRunner:
 
     # -- one candidate -------------------------------------------------------------------------------
     def add(self, cand: Candidate) -> Record:
-        """Evaluate `cand` (or take its result from the cache); keeps a live session for in-budget ones."""
+        """Evaluate `cand` (or take its result from the cache); keeps a live session for in-budget ones.
+        A failure with a known recovery is retried once (`_recovery`): then the retry's record is returned."""
         if cand.key in self.records:
             return self.records[cand.key]
-        rec = Record(cand.key, cand.recipe, cand.origin, cand.parent, cand.note)
+        rec = self._add_one(cand)
+        retry = self._recovery(cand, rec)
+        if retry is not None:
+            rec.reason += f"; retried once with {retry.recovery}"
+            return self.add(retry)
+        return rec
+
+    def _add_one(self, cand: Candidate) -> Record:
+        rec = Record(cand.key, cand.recipe, cand.origin, cand.parent, cand.note, recovery=cand.recovery)
         self.records[cand.key] = rec
         acc_key = self.cache.key(accuracy_recipe(cand.recipe).key())
         state = self.cache.get(acc_key)
@@ -95,6 +106,39 @@ class CandidateRunner:
         self.emit("candidate", f"{rec.status}: {rec.label}", rec)
         return rec
 
+    def _recovery(self, cand: Candidate, rec: Record) -> Candidate | None:
+        """The candidate retried once with a known recovery for its failure, or None: the node the error
+        names kept out of the scheme, else per-tensor instead of per-channel where the error is about axes,
+        scales or opsets. Only for build / compile / run failures of a quantised candidate, never twice."""
+        if rec.status != "failed" or rec.stage not in ("build", "compile", "run", "nan") or cand.recovery:
+            return None
+        steps = list(cand.recipe.steps)
+        qs = [i for i, s in enumerate(steps) if s.kind == "quantize"]
+        if not qs:
+            return None
+        i = qs[-1]
+        cls = self.space.scheme_classes().get(steps[i].name)
+        fields = {f.name: f for f in dataclasses.fields(cls)} if cls is not None else {}
+        config = dict(steps[i].config)
+        fix = ""
+        named = [n for n in _node_names(self.model) if re.search(rf"(?<![\w/.:-]){re.escape(n)}(?![\w/.:-])",
+                                                                 rec.reason)]
+        if named and "nodes_to_exclude" in fields and named[0] not in (config.get("nodes_to_exclude") or []):
+            config["nodes_to_exclude"] = sorted({*(config.get("nodes_to_exclude") or []), named[0]})
+            fix = f"node {named[0]} kept out of {steps[i].name}"
+        elif "per_channel" in fields and config.get("per_channel", fields["per_channel"].default) is True and \
+                re.search(r"axis|per.?channel|opset|scale|zero.?point|QuantizeLinear|DequantizeLinear",
+                          rec.reason, re.I):
+            config["per_channel"] = False
+            fix = "per_channel=False (per-tensor)"
+        if not fix:
+            return None
+        steps[i] = Step("quantize", steps[i].name, config)
+        recipe = dataclasses.replace(cand.recipe, steps=tuple(steps))
+        if recipe.key() in self.records:
+            return None
+        return Candidate(recipe, cand.origin, rec.key, f"{cand.note}; retry: {fix}".lstrip("; "), recovery=fix)
+
     def _evaluate(self, rec: Record) -> None:
         recipe = rec.recipe
         stage = "build"
@@ -108,7 +152,7 @@ class CandidateRunner:
                 rec.status, rec.stage, rec.reason = "rejected", "interface", changed
                 return
             rec.fingerprint = model.fingerprint()
-            rec.size_bytes = model.parameter_bytes()
+            rec.size_bytes = model_bytes(model)
             dup_key = _dup_key(rec)
             other = self.by_fingerprint.get(dup_key)
             if other is not None and other != rec.key:
@@ -212,8 +256,10 @@ class CandidateRunner:
         sessions = self.sessions_for(todo)
         self.emit("benchmark", f"timing {len(sessions)} {label} against the baseline (interleaved)")
         try:
+            # a noisy host gets more rounds, until each ratio is clearly above or below 1 (or known to +-12%)
             results = time_sessions(self.base_session, sessions, self.feeds,
-                                    Timing.screen(self.settings.screen_seconds))
+                                    Timing.screen(self.settings.screen_seconds), bench=self.bench,
+                                    threshold=1.0, deadline=self.deadline - self.reserve_s())
         except Exception as exc:
             for r in todo:
                 if r.key in sessions:
@@ -222,6 +268,8 @@ class CandidateRunner:
             return
         if self.baseline.screen.get("median_ms") is None:
             self.baseline.screen = results[BASELINE]
+        if hasattr(self, "noise_log"):
+            self.noise_log.append({"screen": label, **results[BASELINE].get("noise", {})})
         for r in todo:
             if r.key in results:
                 r.screen = results[r.key]
@@ -258,6 +306,15 @@ def _interface_change(original, candidate) -> str:
     if a != b:
         return f"changes the model's outputs from {a} to {b}: not a drop-in replacement"
     return ""
+
+
+def _node_names(model) -> list[str]:
+    """The model's node names, longest first (so "fc10" is found before "fc1")."""
+    try:
+        names = {n.name for n in model.graph.all_nodes() if n.name}
+    except Exception:
+        return []
+    return sorted(names, key=lambda n: (-len(n), n))
 
 
 def _one_line(exc: BaseException) -> str:

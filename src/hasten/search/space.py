@@ -59,6 +59,7 @@ class Candidate:
     origin: str
     parent: str | None = None
     note: str = ""
+    recovery: str = ""  # a retry of a failed candidate: the fix applied (search/runner.py)
 
     @property
     def key(self) -> str:

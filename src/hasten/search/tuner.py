@@ -33,7 +33,7 @@ from hasten.measure.latency import compile_measured
 from hasten.search.budget import Budget
 from hasten.search.cache import ResultCache, atomic_write_json, digest
 from hasten.search.evaluate import Accuracy, CandidateFailure, Evaluator
-from hasten.search.records import Record
+from hasten.search.records import Record, model_bytes
 from hasten.search.runner import CandidateRunner, _dup_key, _one_line
 from hasten.search.space import Candidate, Space, reference_key
 from hasten.search.timing import Timing
@@ -101,9 +101,11 @@ class SearchResult:
 class Tuner(CandidateRunner):
     def __init__(self, model, calib, evaluation, metrics, budget: Budget, out, settings: Settings,
                  progress: Callable[[Event], None] | None = None, resume: bool = False, force: bool = False,
-                 model_name: str = "", source=None):
+                 model_name: str = "", source=None, timer=None):
         """source: the torch source (a spec such as zoo:digits, or a TorchSource) students are trained from
-        when `settings.allow_training`."""
+        when `settings.allow_training`. timer: None (time on this host with hasten.measure.latency.benchmark)
+        or a function of this Tuner returning a timing source with benchmark's signature; the sessions it
+        gets are named by candidate key (`tuner.records[key]`). Tests and simulators inject one."""
         from hasten.backends import physical_cores
         from hasten.search.training import make_students
 
@@ -113,19 +115,22 @@ class Tuner(CandidateRunner):
             settings.threads = (physical_cores(),)
         self.out = Path(out)
         self.progress = progress
+        # the host profile (measured once per host, then cached) is not charged to the search's time budget
+        target_dtypes, self.host = _target_dtypes(), host_isa()
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + settings.time_budget_s
         self.context = {"model": model_name or (str(model.source) if model.source else "model"),
                         "model_fingerprint": model.fingerprint(),
                         "calibration": _samples_fingerprint(calib), "evaluation": _samples_fingerprint(evaluation),
-                        "metrics": [m.name for m in metrics], "budget": budget.to_dict()}
+                        "metrics": [m.name for m in metrics], "budget": budget.to_dict(),
+                        "int8_isa": self.host.get("int8_isa")}  # int8 numerics depend on it (saturation)
         self.cache = ResultCache(self.out, self.context)
         self.cache_state = self.cache.claim(resume=resume, force=force)
         self.evaluator = Evaluator(model, evaluation, metrics, budget, settings.subset_size,
                                    store=lambda name: self.cache.dir / f"{digest(self.cache.context_key, name)}.npy")
         n_calib = None if calib is None else min(len(calib), settings.calibration_items)
         self.space = Space(list(settings.backends), list(settings.threads), n_calib, settings.schemes,
-                           settings.passes, settings.seed, _target_dtypes())
+                           settings.passes, settings.seed, target_dtypes)
         self.feeds = list(evaluation.take(min(len(evaluation), settings.feeds)).feeds(1))
         self.records: OrderedDict[str, Record] = OrderedDict()
         self.sessions: dict[str, object] = {}  # live sessions awaiting a latency screen
@@ -137,7 +142,9 @@ class Tuner(CandidateRunner):
         self.base_session = None
         self.cost = {"candidate": None}
         self.sensitivity: dict | None = None
+        self.noise_log: list[dict] = []  # the baseline's per-round spread in each latency screen
         self.students = make_students(self, source)
+        self.bench = timer(self) if timer is not None else None  # None: hasten.measure.latency.benchmark
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def time_left(self) -> float:
@@ -223,7 +230,7 @@ class Tuner(CandidateRunner):
             scores = self.evaluator.baseline_scores(ref)
             rec.full = Accuracy(scores, {m: 0.0 for m in scores}, len(self.evaluator.samples), True, 0.0, 0.0)
             rec.status, rec.fingerprint = "baseline", self.context["model_fingerprint"]
-            rec.size_bytes = self.model.parameter_bytes()
+            rec.size_bytes = model_bytes(self.model)
             if self.baseline is None:
                 self.baseline, self.base_session = rec, session
                 self.sessions[rec.key] = session
@@ -285,6 +292,8 @@ class Tuner(CandidateRunner):
         self.emit("stage", "refining the fastest schemes: options, combinations, mixed precision")
         live = [p for p in parents if p.status in ("in-budget", "rejected") and p.speedup]
         live.sort(key=lambda r: -(r.speedup or 0.0))
+        families: list[tuple[Record, list[Record]]] = []  # (whole-model scheme, its refined family)
+        mixed: set[str] = set()  # the schemes mixed precision was tried on
         for parent in live:
             if not self.can_start():
                 break
@@ -304,10 +313,29 @@ class Tuner(CandidateRunner):
                 far |= {_changed(r, parent) for r in family if r.stage == "subset" and r.parent == parent.key}
                 parent = lead
                 family += [r for r in self._refine_options(lead, skip=far) if r not in family]
+            families.append((root, family))
             if not any(r.within for r in family) and self.settings.mixed_precision:
                 best = self.best()
                 if best is None or (root.speedup or 0) > (best.speedup or 0) * (1 + self.settings.noise_margin):
+                    mixed.add(root.key)
                     self._mixed(family)
+        if not self.settings.mixed_precision or _quantised_within(self.records.values()):
+            return
+        # every whole-model scheme misses the budget: mixed precision is tried before the search ends (even
+        # where a screen says the scheme is slower than the best fp32 model: screens are noisy)
+        refined = {root.key for root, _ in families}
+        families += [(p, [p]) for p in live if p.key not in refined]
+        families.sort(key=lambda rf: (not _sensitive(rf[0]), -(rf[0].speedup or 0.0)))
+        for root, family in families:
+            if root.key in mixed or not _sensitive(root) or not self.can_start():
+                continue
+            mixed.add(root.key)
+            self._mixed(family)
+            if _quantised_within(self.records.values()):
+                return
+        if not mixed:
+            self.notes.append("mixed precision was not tried: every whole-model scheme misses the budget, but "
+                              "none that ran is int8-static (per-layer sensitivity exists for int8-static)")
 
     def _mixed(self, family: list[Record]) -> None:
         from hasten.search.mixed import MixedPrecision
@@ -316,13 +344,16 @@ class Tuner(CandidateRunner):
         while self.can_start(mp.estimate_s() + (self.cost["candidate"] or 5.0)):
             cand = mp.next()
             if cand is None:
-                return
+                break
             rec = self.add(cand)
             mp.feedback(rec)
             if rec.within:
                 self.screen([rec], "mixed-precision candidate")
         if not mp.done:
-            self.notes.append("mixed precision stopped early: the time budget ran out")
+            self.notes.append(f"mixed precision on {mp.seed.label if mp.seed else '?'} stopped early: the time "
+                              "budget ran out")
+        elif mp.outcome:
+            self.notes.append(mp.outcome)
 
     def _refine_options(self, parent: Record, skip: set | None = None) -> list[Record]:
         """One option at a time (except the (option, value) pairs in `skip`), then the winners combined;
@@ -373,6 +404,19 @@ class Tuner(CandidateRunner):
         atomic_write_json(self.out / "results.json", results_dict(self, partial=True, interrupted=interrupted))
 
 
+def _quantised_within(records) -> bool:
+    """Does any quantised candidate fit the budget?"""
+    return any(r.within and any(s.kind == "quantize" for s in r.recipe.steps) for r in records)
+
+
+def _sensitive(rec: Record) -> bool:
+    """Does per-layer sensitivity (and so mixed precision) exist for `rec`'s scheme?"""
+    from hasten.search.finish import SENSITIVITY_SCHEME
+
+    names = [s.name for s in rec.recipe.steps if s.kind == "quantize"]
+    return bool(names) and names[-1] == SENSITIVITY_SCHEME
+
+
 #: rounds of one-option-at-a-time refinement per scheme (each round starts from the previous round's best)
 MAX_ROUNDS = 3
 
@@ -413,6 +457,18 @@ def _target_dtypes() -> tuple[str, ...] | None:
         return tuple(host_target().dtypes)
     except Exception:  # the profile is a help for pruning, not a requirement
         return None
+
+
+def host_isa() -> dict:
+    """The host's int8 path and instruction-set features (what a result is tuned for)."""
+    try:
+        from hasten.measure.isa import cpu_features, int8_dot_saturates, int8_isa
+
+        features = cpu_features()
+        return {"int8_isa": int8_isa(features), "int8_saturates": int8_dot_saturates(features),
+                "features": sorted(features)}
+    except Exception:  # informative only
+        return {"int8_isa": None, "int8_saturates": None, "features": []}
 
 
 def _samples_fingerprint(samples) -> str | None:
