@@ -21,19 +21,22 @@ from hasten.quantize.primitives import choose_qparams, qrange
 
 
 def gptq_quantize(w: np.ndarray, hessian: np.ndarray, per_channel: bool = True, dtype: str = "int8",
-                  damp: float = 0.01, block: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q [K, N] of `dtype`, scale [N] or scalar, zero_point) for w [K, N] given H [K, K] of its input."""
+                  damp: float = 0.01, block: int = 128,
+                  reduce_range: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q [K, N] of `dtype`, scale [N] or scalar, zero_point) for w [K, N] given H [K, K] of its input;
+    `reduce_range`: the 7-bit grid [-63, 63] (the same scales as `quantize_weight(..., reduce_range=True)`)."""
     w = np.asarray(w, dtype=np.float64)
     k, n = w.shape
     h = np.array(hessian, dtype=np.float64)
     if h.shape != (k, k):
         raise ValueError(f"Hessian shape {h.shape} does not match the weight's {k} input rows")
     if per_channel:
-        scale, zp = choose_qparams(w.min(axis=0), w.max(axis=0), dtype, symmetric=True, axis=0)
+        scale, zp = choose_qparams(w.min(axis=0), w.max(axis=0), dtype, symmetric=True, axis=0,
+                                   reduce_range=reduce_range)
     else:
-        scale, zp = choose_qparams(w.min(), w.max(), dtype, symmetric=True)
+        scale, zp = choose_qparams(w.min(), w.max(), dtype, symmetric=True, reduce_range=reduce_range)
     s = np.broadcast_to(scale.astype(np.float64), (n,))
-    qmin, qmax = qrange(dtype, symmetric=True)
+    qmin, qmax = qrange(dtype, reduce_range, symmetric=True)
     dead = np.diag(h) <= 0
     h[dead, dead] = 1.0
     w = w.copy()

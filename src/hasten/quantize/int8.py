@@ -17,6 +17,10 @@ Static int8, `Int8StaticConfig` (scheme "int8-static"), in four steps:
    and probabilities, of self-attention, hasten.quantize.attention: OpenVINO then runs the attention in
    int8), and `ort_ops` (lower to ONNX Runtime's MatMulIntegerToFloat with
    the bias inside; the model then runs on ONNX Runtime only).
+`overflow_fix` (both schemes, hasten.quantize.overflow): 7-bit weights where a CPU without VNNI would
+saturate int16 pair sums; "auto" (default) decides by this host's ISA and, where it saturates, by measuring
+each layer with the numpy model of the instruction (hasten.quantize.saturation); dynamic int8 then uses
+uint8 weights (U8U8) instead. GPTQ and bias correction round on the same grid. Reported as "overflow_fix".
 
 For other quantisers (sensitivity, mixed precision): one statistics pass serves any number of variants,
 
@@ -90,10 +94,14 @@ class Int8StaticConfig(QuantConfig):
     bias_correction: bool = False
     weight_rounding: str = "nearest"
     ort_ops: bool = False
+    overflow_fix: str = "auto"
 
     def __post_init__(self):
+        from hasten.quantize.overflow import check_mode
+
         for name in ("op_types", "nodes_to_exclude", "dynamic_nodes"):
             _tuple(self, name)
+        check_mode(self.overflow_fix)
         if self.calibration not in METHODS:
             raise QuantizationError(f"unknown calibration method {self.calibration!r}; choose from "
                                     f"{', '.join(METHODS)}")
@@ -123,24 +131,37 @@ class Int8StaticConfig(QuantConfig):
                 "smoothquant": [None, 0.5, 0.65, 0.8], "smoothquant_scope": ["all"],
                 "weight_rounding": ["gptq"], "attention": ["qk", "all"]}
 
+    def min_opset(self) -> int:
+        """Per-channel DequantizeLinear (`axis`) needs opset 13; per-tensor QDQ 10."""
+        return 13 if self.per_channel else 10
+
 
 @dataclass(frozen=True)
 class Int8DynamicConfig(QuantConfig):
-    """Dynamic int8: int8 weights, activations quantised per run (ONNX Runtime's quantize_dynamic)."""
+    """Dynamic int8: int8 weights, activations quantised per run (ONNX Runtime's quantize_dynamic; Conv
+    becomes ConvInteger)."""
 
     scheme: ClassVar[str] = "int8-dynamic"
     per_channel: bool = True
     reduce_range: bool = False
-    op_types: tuple[str, ...] = ("MatMul", "Attention")
+    op_types: tuple[str, ...] = ("MatMul", "Conv", "Attention")
     nodes_to_exclude: tuple[str, ...] = ()
+    overflow_fix: str = "auto"
 
     def __post_init__(self):
+        from hasten.quantize.overflow import check_mode
+
         for name in ("op_types", "nodes_to_exclude"):
             _tuple(self, name)
+        check_mode(self.overflow_fix, dynamic=True)
 
     @classmethod
     def search_space(cls) -> dict[str, list]:
         return {"per_channel": [True, False]}
+
+    def min_opset(self) -> int:
+        """DynamicQuantizeLinear needs opset 11."""
+        return 11
 
 
 # -- dynamic ------------------------------------------------------------------------------------------
@@ -148,22 +169,35 @@ class Int8DynamicConfig(QuantConfig):
 def quantize_int8_dynamic(model, config: Int8DynamicConfig, calib=None) -> QuantResult:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from hasten.quantize import overflow
+
     proto = name_nodes(inferred_proto(model))
     eligible = [n.name for n in proto.graph.node
                 if n.op_type in config.op_types and n.name not in config.nodes_to_exclude]
     if not eligible:
         raise QuantizationError(f"int8-dynamic: the model has no nodes of type {list(config.op_types)} to "
                                 f"quantise (its ops: {sorted({n.op_type for n in proto.graph.node})})")
+    applied = overflow.resolve(config.overflow_fix, dynamic=True)
     with tempfile.TemporaryDirectory(prefix="hasten-q-") as tmp:
         out = Path(tmp) / "dynamic.onnx"
-        quantize_dynamic(proto, str(out), per_channel=config.per_channel, reduce_range=config.reduce_range,
-                         weight_type=QuantType.QInt8, op_types_to_quantize=list(config.op_types),
-                         nodes_to_exclude=list(config.nodes_to_exclude))
+        quantize_dynamic(proto, str(out), per_channel=config.per_channel,
+                         reduce_range=config.reduce_range or applied == "all",
+                         weight_type=QuantType.QUInt8 if applied == "u8u8" else QuantType.QInt8,
+                         op_types_to_quantize=list(config.op_types), nodes_to_exclude=list(config.nodes_to_exclude))
         quantised = onnx.load(str(out))
     done = {n.op_type for n in quantised.graph.node}
     if not done & {"MatMulInteger", "DynamicQuantizeLinear", "QAttention", "ConvInteger", "DynamicQuantizeLSTM"}:
         raise QuantizationError("int8-dynamic: no node could be quantised (weights must be constant)")
-    report = {"scheme": config.scheme, "quantised": eligible, "kept_float": list(config.nodes_to_exclude)}
+    idx = GraphIndex(proto.graph)
+    matmuls = [n.name for n in proto.graph.node if n.name in set(eligible) and _dynamic_eligible(n, idx)]
+    reason = ""
+    if applied == "measured" and calib is None:
+        applied, reason = "all", "no calibration samples to measure on: every layer"
+    seven, layers = overflow.choose(applied, matmuls, lambda: overflow.measure_layers(
+        proto, [(n, 1, None) for n in matmuls], calib, config.per_channel))
+    quantised = overflow.seven_bit_dynamic_weights(quantised, proto, seven, config.per_channel)
+    report = {"scheme": config.scheme, "quantised": eligible, "kept_float": list(config.nodes_to_exclude),
+              "overflow_fix": overflow.overflow_report(config.overflow_fix, applied, seven, layers, reason)}
     return QuantResult(model.derive(quantised, _step(config)), config, report)
 
 
@@ -285,17 +319,19 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
         proto, smooth_report = _smooth(proto, static, tensor_stats, config)
         idx = GraphIndex(proto.graph)
 
+    seven, overflow_report = _overflow_fix(proto, idx, config, static, dynamic, tensor_stats, calib)
     weight_values, rounded = {}, []
     if config.weight_rounding == "gptq":
-        weight_values, rounded = _gptq_weights(proto, idx, static, tensor_stats, config.per_channel)
+        weight_values, rounded = _gptq_weights(proto, idx, static, tensor_stats, config.per_channel, seven)
     corrected = []
     if config.bias_correction:
         proto, corrected = _correct_biases(proto, static + dynamic, tensor_stats, config.per_channel,
-                                           weight_values)
+                                           weight_values, seven)
         idx = GraphIndex(proto.graph)
     plan = _plan(proto, idx, config, static, dynamic, tensor_stats)
     attention = _plan_attention(proto, idx, config, plan, tensor_stats) if config.attention != "float" else []
     plan.weight_values = weight_values
+    plan.seven_bit = {(n, 1) for n in seven}  # the weight is input 1 of every node that can have 7 bits
     out = _original_value_info(apply_plan(proto, plan), model)
     lowered = []
     if config.ort_ops:
@@ -306,7 +342,7 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
               "dynamic": dynamic, "kept_float": float_kept, "activations": len(plan.activations),
               "attention": attention,
               "smoothquant": smooth_report.to_dict() if smooth_report else None,
-              "bias_corrected": corrected, "gptq": rounded,
+              "bias_corrected": corrected, "gptq": rounded, "overflow_fix": overflow_report,
               "backends": ["onnxruntime"] if lowered else ["onnxruntime", "openvino"],
               "samples": stats.samples if stats is not None else 0}
     return QuantResult(model.derive(out, _step(config)), config, report)
@@ -331,6 +367,31 @@ def _smooth(proto, static: list[str], tensor_stats: dict, config: Int8StaticConf
     for new, (source, inv) in report.derived.items():
         tensor_stats[new] = tensor_stats[source].scaled(inv, name=new)
     return proto, report
+
+
+def _overflow_fix(proto, idx: GraphIndex, config: Int8StaticConfig, static: list[str], dynamic: list[str],
+                  tensor_stats: dict, calib) -> tuple[set[str], dict]:
+    """(names of the weighted nodes to give 7-bit weights, the report) by `config.overflow_fix`
+    (hasten.quantize.overflow); "measured" runs the numpy model of the saturating kernel on each layer's
+    calibration inputs quantised with the parameters the plan will use."""
+    from hasten.quantize import overflow
+
+    applied = overflow.resolve(config.overflow_fix)
+    nodes = {n.name: n for n in proto.graph.node}
+    wanted = {n for n in static if _weight_index(nodes[n], idx) == 1} | set(dynamic)
+    names = [n.name for n in proto.graph.node if n.name in wanted]
+    reason = ""
+    if applied == "measured" and calib is None:
+        applied, reason = "all", "no calibration samples to measure on: every layer"
+
+    def measure():
+        acts = _plan(proto, idx, config, static, dynamic, tensor_stats).activations
+        layers = [(n, 1, None if n in dynamic else (acts[nodes[n].input[0]].scale,
+                                                    acts[nodes[n].input[0]].zero_point)) for n in names]
+        return overflow.measure_layers(proto, layers, calib, config.per_channel, config.activation_dtype)
+
+    seven, layers = overflow.choose(applied, names, measure)
+    return set(seven), overflow.overflow_report(config.overflow_fix, applied, seven, layers, reason)
 
 
 def _original_value_info(out: onnx.ModelProto, model) -> onnx.ModelProto:
@@ -363,8 +424,10 @@ def _gptq_weight(node, idx: GraphIndex):
     return (w.T if transposed else w), transposed
 
 
-def _gptq_weights(proto, idx: GraphIndex, static: list[str], tensor_stats: dict, per_channel: bool):
-    """{(node, 1): (q, scale, zp)} rounded by GPTQ where the input's E[x^T x] is known; names rounded."""
+def _gptq_weights(proto, idx: GraphIndex, static: list[str], tensor_stats: dict, per_channel: bool,
+                  seven_bit=frozenset()):
+    """{(node, 1): (q, scale, zp)} rounded by GPTQ where the input's E[x^T x] is known (on the 7-bit grid
+    for the nodes in `seven_bit`); names rounded."""
     from hasten.quantize.gptq import gptq_quantize
 
     nodes = {n.name: n for n in proto.graph.node}
@@ -378,13 +441,14 @@ def _gptq_weights(proto, idx: GraphIndex, static: list[str], tensor_stats: dict,
         w, transposed = found
         if ts.second_moment.shape[0] != w.shape[0]:
             continue
-        q, scale, zp = gptq_quantize(w, ts.second_moment, per_channel)
+        q, scale, zp = gptq_quantize(w, ts.second_moment, per_channel, reduce_range=name in seven_bit)
         values[(name, 1)] = (q.T if transposed else q, scale, zp)
         rounded.append(name)
     return values, rounded
 
 
-def _correct_biases(proto, names: list[str], tensor_stats: dict, per_channel: bool, weight_values=None):
+def _correct_biases(proto, names: list[str], tensor_stats: dict, per_channel: bool, weight_values=None,
+                    seven_bit=frozenset()):
     """Weight-quantisation bias correction: for y = x W + b with W quantised to Ŵ, E[ŷ - y] = E[x](Ŵ - W),
     so b' = b - E[x](Ŵ - W), with E[x] per channel from the statistics. MatMul + Add(constant bias) and Gemm
     with a constant bias; nodes whose input has no per-channel statistics are left alone."""
@@ -413,7 +477,7 @@ def _correct_biases(proto, names: list[str], tensor_stats: dict, per_channel: bo
             q, scale, zp = weight_values[(name, 1)]
             q = q.T if node.op_type == "Gemm" and idx.attr(node, "transB", 0) else q
         else:
-            q, scale, zp = quantize_weight(w, 1 if per_channel else None)
+            q, scale, zp = quantize_weight(w, 1 if per_channel else None, reduce_range=name in seven_bit)
         deq = (q.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)
         delta = ts.channel_mean @ (deq - w.astype(np.float64))
         holder, bias_name = None, None

@@ -7,7 +7,8 @@ hasten decides (hasten.quantize.int8 builds the plan); this module only edits th
   only by quantised nodes, the Mul is folded away: QuantizeLinear(x, scale·s per channel) -> DequantizeLinear
   (scale), the same integers with one op fewer;
 - weight (node, input) with a channel axis: a constant int8 tensor, symmetric, per channel (or per tensor),
-  read through DequantizeLinear;
+  read through DequantizeLinear; weights in `plan.seven_bit` use the 7-bit grid [-63, 63] (kernels without
+  VNNI saturate int16 pair sums with 8-bit weights: hasten.quantize.saturation);
 - bias (Conv/Gemm input 2): int32 with scale = scale(x) · scale(w), zero point 0, through DequantizeLinear
   (what ONNX Runtime's QLinearConv / QGemm fusions expect);
 - dynamic node (a MatMul with a constant weight): DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q) -> Cast
@@ -49,15 +50,18 @@ class QDQPlan:
     weight_dtype: str = "int8"
     #: (node name, input index) -> (q, scale, zero_point) computed elsewhere (GPTQ); else nearest rounding
     weight_values: dict[tuple[str, int], tuple] = field(default_factory=dict)
+    #: weights (node name, input index; dynamic nodes: (name, 1)) quantised to 7 bits, [-63, 63]
+    seven_bit: set[tuple[str, int]] = field(default_factory=set)
 
 
-def quantize_weight(w: np.ndarray, axis: int | None, dtype: str = "int8"):
-    """Symmetric min-max weight quantisation: (q, scale, zero_point)."""
+def quantize_weight(w: np.ndarray, axis: int | None, dtype: str = "int8", reduce_range: bool = False):
+    """Symmetric min-max weight quantisation: (q, scale, zero_point); `reduce_range`: 7 bits ([-63, 63])."""
     if axis is None:
-        scale, zp = choose_qparams(w.min(), w.max(), dtype, symmetric=True)
+        scale, zp = choose_qparams(w.min(), w.max(), dtype, symmetric=True, reduce_range=reduce_range)
     else:
         moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-        scale, zp = choose_qparams(moved.min(axis=1), moved.max(axis=1), dtype, symmetric=True, axis=0)
+        scale, zp = choose_qparams(moved.min(axis=1), moved.max(axis=1), dtype, symmetric=True, axis=0,
+                                   reduce_range=reduce_range)
     return quantize(w, scale, zp, dtype, axis), scale, zp
 
 
@@ -159,11 +163,11 @@ def _quantize_activation(b: _Builder, tensor: str, aq: ActQuant, fold: bool) -> 
 
 
 def _quantize_weight_input(b: _Builder, node_name: str, index: int, axis: int | None, dtype: str,
-                           given: tuple | None) -> None:
+                           given: tuple | None, reduce_range: bool = False) -> None:
     node = b.nodes[node_name]
     name = node.input[index]
     q, scale, zp = given if given is not None else quantize_weight(b.idx.constant(name).astype(np.float32), axis,
-                                                                   dtype)
+                                                                   dtype, reduce_range)
     qn = b.const(f"{name}_quantized", q)
     sn = b.const(f"{name}_scale", scale if axis is not None else np.float32(scale))
     zn = b.const(f"{name}_zero_point", zp if axis is not None else zp.reshape(()))
@@ -192,11 +196,11 @@ def _quantize_bias(b: _Builder, node_name: str, index: int, x_scale: float, w_sc
 
 
 def _quantize_dynamic(b: _Builder, node_name: str, axis: int | None, shared: dict[str, tuple],
-                      dynamic) -> None:
+                      dynamic, reduce_range: bool = False) -> None:
     node = b.nodes[node_name]
     x, wname = node.input[0], node.input[1]
     w = b.idx.constant(wname).astype(np.float32)
-    q, scale, zp = quantize_weight(w, axis, "int8")
+    q, scale, zp = quantize_weight(w, axis, "int8", reduce_range)
     qn = b.const(f"{wname}_quantized", q)
     zn = b.const(f"{wname}_zero_point", zp if axis is not None else zp.reshape(()))
     sn = b.const(f"{wname}_scale", scale if axis is not None else np.float32(scale))
@@ -235,20 +239,21 @@ def apply_plan(proto: onnx.ModelProto, plan: QDQPlan) -> onnx.ModelProto:
             weight_scales[(node_name, index)] = plan.weight_values[(node_name, index)][1]
             continue
         w = b.idx.constant(b.nodes[node_name].input[index]).astype(np.float32)
-        weight_scales[(node_name, index)] = quantize_weight(w, axis, plan.weight_dtype)[1]
+        weight_scales[(node_name, index)] = quantize_weight(w, axis, plan.weight_dtype,
+                                                            (node_name, index) in plan.seven_bit)[1]
     for (node_name, index), (x_index, w_index) in plan.biases.items():
         x = b.nodes[node_name].input[x_index]
         if x in plan.activations and (node_name, w_index) in weight_scales:
             _quantize_bias(b, node_name, index, plan.activations[x].scale, weight_scales[(node_name, w_index)])
     for (node_name, index), axis in plan.weights.items():
         _quantize_weight_input(b, node_name, index, axis, plan.weight_dtype,
-                               plan.weight_values.get((node_name, index)))
+                               plan.weight_values.get((node_name, index)), (node_name, index) in plan.seven_bit)
     for tensor, aq in plan.activations.items():
         if aq.readers:
             _quantize_activation(b, tensor, aq, plan.fold_smooth_mul)
     shared: dict[str, tuple] = {}
     for node_name, axis in plan.dynamic.items():
-        _quantize_dynamic(b, node_name, axis, shared, plan.dynamic)
+        _quantize_dynamic(b, node_name, axis, shared, plan.dynamic, (node_name, 1) in plan.seven_bit)
     return b.finish()
 
 
