@@ -93,3 +93,33 @@ def test_host_section_shows_features_and_int8_path(mlp, tmp_path, monkeypatch, f
     assert line.startswith(f"host: Test CPU, 2 cores; native dtypes {', '.join(native)}; int8 path {path} (")
     assert ("saturate in int16" in line) is saturates and line.endswith("features " + " ".join(features))
     assert inspect_model(mlp, targets=[FAKE]).to_dict()["host"] is None  # no host among the targets
+
+
+def test_inspect_of_a_model_tuned_on_another_int8_path_warns(mlp, tmp_path, monkeypatch, caplog, capsys):
+    from hasten.cli import main
+    from hasten.measure import isa
+    from hasten.recipe import Recipe, Step
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(isa, "cpu_features", lambda: frozenset({"avx", "avx2", "fma", "f16c", "sse4_1"}))
+    host = T.Target("host", {"fp32": 1e11, "int8": 2e11}, 3e10, source="measured", details={"machine": "x86_64"},
+                    features=("avx", "avx2", "f16c", "fma", "sse4_1"))
+    T.host_cache_path().write_text(json.dumps(host.to_dict()), encoding="utf-8")  # no measuring in this test
+    out = tmp_path / "out"
+    mlp.save(out / "model.onnx")
+    Recipe((Step("pass", "cleanup"),), "onnxruntime", {}, 0, None, "vnni",
+           ("avx2", "avx512_vnni", "avx512bw")).save(out / "recipe.yaml")
+    with caplog.at_level("WARNING"):
+        assert main(["inspect", str(out / "model.onnx"), "--json"]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].startswith(f"{out / 'model.onnx'} (made with recipe.yaml): recipe "
+                                                     "tuned for int8 path 'vnni' (avx512_vnni); this host is "
+                                                     "'avx2-saturating' (avx2)")
+    data = json.loads(capsys.readouterr().out)
+    assert data["warning"] and data["host"]["int8_isa"] == "avx2-saturating"
+    caplog.clear()
+    (out / "recipe.yaml").unlink()  # a model without its recipe: nothing to say
+    with caplog.at_level("WARNING"):
+        assert main(["inspect", str(out / "model.onnx"), "--json"]) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert json.loads(capsys.readouterr().out)["warning"] is None

@@ -15,10 +15,13 @@ def run(args, console):
         with console.status("measuring this host's peak GEMM rates and memory bandwidth..."):
             host_target(refresh=True)
 
+    from hasten.recipe import warn_if_tuned_elsewhere
+
+    warning = warn_if_tuned_elsewhere(args.model)  # OUT/model.onnx tuned on another int8 path: one line
     report = inspect_model(model, shapes=parse_shapes(args.shape))
     if not args.json:
         report.render(console)
-    return report.to_dict()
+    return {**report.to_dict(), "warning": warning}
 
 
 def arguments(p):
