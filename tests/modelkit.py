@@ -68,3 +68,70 @@ def make_outlier_mlp(hard=(2,), layers: int = 4, seed: int = 0) -> onnx.ModelPro
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = 8
     return proto
+
+
+THIRDPARTY_SAMPLE_SHAPE = (1, 3, 48, 320)
+THIRDPARTY_CLASSES = 10
+
+
+def make_thirdparty(seed: int = 0) -> onnx.ModelProto:
+    """A model shaped like a third-party converter's output (paddle2onnx-style), random weights from `seed`.
+
+    opset 12; input x[batch, 3, height, width] with all but the channel dim dynamic;
+    Conv(3->8, 3x3) -> BatchNormalization -> Relu -> Reshape to tokens [batch, 8, H*W] -> Transpose [batch, H*W, 8]
+    -> MatMul with a weight that reaches it through Constant(fp16) -> Cast -> Reshape -> Transpose -> Identity
+    -> Add -> Relu -> ReduceMean(axes=[1]) -> Squeeze(axes=[1]) (an attribute at opset 12, an input from 13)
+    -> Gemm(transB=1) -> y[batch, 10]. Weights are moderate (|w| ~ 0.3) so int8 stays accurate on AVX2 too.
+    """
+    rng = np.random.default_rng(seed)
+    conv_w = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    conv_b = (rng.standard_normal(8) * 0.1).astype(np.float32)
+    gamma = (1 + 0.1 * rng.standard_normal(8)).astype(np.float32)
+    beta = (0.1 * rng.standard_normal(8)).astype(np.float32)
+    mean = (0.1 * rng.standard_normal(8)).astype(np.float32)
+    var = (0.5 + rng.random(8)).astype(np.float32)
+    # the MatMul weight W[8, 16] is stored as fp16 [2, 64] holding W^T, and rebuilt in the graph
+    w = (rng.standard_normal((8, 16)) * 0.35).astype(np.float32)
+    stored = w.T.astype(np.float16).reshape(2, 64)
+    mm_b = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    gemm_b = (rng.standard_normal((THIRDPARTY_CLASSES, 16)) * 0.3).astype(np.float32)  # [out, in]: transB=1
+    gemm_c = (rng.standard_normal(THIRDPARTY_CLASSES) * 0.1).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (conv_w, "conv.w"), (conv_b, "conv.b"), (gamma, "bn.scale"), (beta, "bn.bias"), (mean, "bn.mean"),
+        (var, "bn.var"), (np.array([0, 8, -1], np.int64), "tokens.shape"), (np.array([16, 8], np.int64),
+                                                                              "w.shape"),
+        (mm_b, "mm.b"), (gemm_b, "head.w"), (gemm_c, "head.b"))]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["bn"],
+                         name="bn", epsilon=1e-5),
+        helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "tokens.shape"], ["t0"], name="to_tokens"),
+        helper.make_node("Transpose", ["t0"], ["t"], name="tokens_last", perm=[0, 2, 1]),
+        helper.make_node("Constant", [], ["w16"], name="w.const", value=numpy_helper.from_array(stored, "w16")),
+        helper.make_node("Cast", ["w16"], ["w32"], name="w.cast", to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["w32", "w.shape"], ["wT"], name="w.reshape"),
+        helper.make_node("Transpose", ["wT"], ["w0"], name="w.transpose", perm=[1, 0]),
+        helper.make_node("Identity", ["w0"], ["w"], name="w.identity"),
+        helper.make_node("MatMul", ["t", "w"], ["m"], name="proj"),
+        helper.make_node("Add", ["m", "mm.b"], ["mb"], name="proj.bias"),
+        helper.make_node("Relu", ["mb"], ["h"], name="proj.relu"),
+        helper.make_node("ReduceMean", ["h"], ["pooled"], name="pool", axes=[1], keepdims=1),
+        helper.make_node("Squeeze", ["pooled"], ["feat"], name="squeeze", axes=[1]),
+        helper.make_node("Gemm", ["feat", "head.w", "head.b"], ["y"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "thirdparty",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", THIRDPARTY_CLASSES])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)],
+                              producer_name="paddle2onnx-like")
+    proto.ir_version = 7
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def thirdparty_images(n: int, seed: int, shape: tuple[int, ...] = THIRDPARTY_SAMPLE_SHAPE) -> np.ndarray:
+    """`n` images in [0, 1] of `shape` (its batch dim is replaced by n)."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, *shape[1:]), dtype=np.float32)

@@ -9,7 +9,9 @@
     @register(Int8StaticConfig)
     def quantize_int8_static(model, config, calib) -> QuantResult: ...
 
-`quantize(model, config, calib)` dispatches to the handler, then runs the result on the calibration samples
+`quantize(model, config, calib)` prepares the model (hasten.quantize.prepare: weights folded into
+initializers, the opset upgraded to the config's `min_opset()`, or per-tensor where that fails; recorded in
+the result's `report["prepare"]`), dispatches to the handler, then runs the result on the calibration samples
 and refuses (QuantizationError) a model whose outputs hold NaN or inf: such a model is never a success.
 """
 
@@ -35,6 +37,10 @@ class QuantConfig:
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, **dataclasses.asdict(self)}
+
+    def min_opset(self) -> int:
+        """The default-domain opset this config's output needs (0: any); `prepare` upgrades to it."""
+        return 0
 
     @classmethod
     def search_space(cls) -> dict[str, list]:
@@ -102,7 +108,11 @@ def quantize(model, config: QuantConfig, calib=None) -> QuantResult:
                                     f"samples, got {len(calib)}; give more")
         calib.validate(model)
         calib.check_finite()
-    result = handler(model, config, calib)
+    from hasten.quantize.prepare import prepare
+
+    prepared = prepare(model, config)
+    result = handler(prepared.model, prepared.config, calib)
+    result.report = {**(result.report or {}), "prepare": prepared.report}
     if calib is not None:
         check_finite_outputs(result.model, calib.take(min(len(calib), 16)), config.scheme)
     return result
