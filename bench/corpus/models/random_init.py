@@ -1,0 +1,205 @@
+"""Architectures built from `transformers` configs at random init (seed 0), exported by this script with
+both torch exporters at opsets 11 to 18, with dynamic batch and dynamic spatial / sequence dims.
+
+| entry        | architecture (config)                    | exporter     | opset | dynamic dims           | data      |
+|--------------|------------------------------------------|--------------|-------|------------------------|-----------|
+| mobilenet-v2 | MobileNetV2ForImageClassification (1.0)  | dynamo       | 18    | batch, height, width   | 1x3x192x256 |
+| resnet-50    | ResNetForImageClassification (ResNet-50) | TorchScript  | 11    | batch, height, width   | 1x3x224x224 |
+| vit-small    | ViTForImageClassification (ViT-S/16)     | TorchScript  | 14    | batch                  | 1x3x224x224 |
+| distilbert   | DistilBertModel (distilbert-base)        | dynamo       | 18    | batch, sequence        | 1x128 ids + mask |
+| wav2vec2     | Wav2Vec2Model (base, 6 layers)           | TorchScript  | 13    | batch, samples         | 1x16000 (1 s) |
+| tiny-bert    | BertModel (2 layers, hidden 64: the CI one) | TorchScript | 12   | batch, sequence        | 1x32 ids + mask |
+
+The data is random in each input's valid range (images in [0, 1] then standardised, token ids inside the
+vocabulary, a waveform of tones and noise), calibration and evaluation drawn from different seeds. The models
+are untrained, so there is no task: the metric is fidelity, the cosine of the first output against the fp32
+model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpus.models import save_npz
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    build_module: str  # function name in this module: () -> torch.nn.Module returning one tensor
+    exporter: str  # "torchscript" | "dynamo"
+    opset: int
+    inputs: dict  # input name -> (shape of one item with batch 1, dtype, dynamic axes {axis: name})
+    output: str
+    transformer: bool
+    n_calib: int = 64
+    n_eval: int = 100
+
+
+def _wrap(model, attr: str, n_inputs: int = 1):
+    """A module returning only `attr` of the model's output (one tensor: what hasten's metric reads), with
+    positional inputs (torch.export matches dynamic_shapes to a fixed signature)."""
+    import torch
+
+    class One(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return getattr(self.inner(x), attr)
+
+    class Two(One):
+        def forward(self, x, mask):
+            return getattr(self.inner(x, mask), attr)
+
+    return (One if n_inputs == 1 else Two)().eval()
+
+
+def mobilenet_v2():
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    return _wrap(MobileNetV2ForImageClassification(MobileNetV2Config(num_labels=1000, tf_padding=False)), "logits")
+
+
+def resnet_50():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    return _wrap(ResNetForImageClassification(ResNetConfig(num_labels=1000)), "logits")
+
+
+def vit_small():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                       image_size=224, patch_size=16, num_labels=1000, attn_implementation="eager")
+    return _wrap(ViTForImageClassification(config), "logits")
+
+
+def distilbert():
+    from transformers import DistilBertConfig, DistilBertModel
+
+    return _wrap(DistilBertModel(DistilBertConfig(attn_implementation="eager")), "last_hidden_state", 2)
+
+
+def wav2vec2():
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    config = Wav2Vec2Config(num_hidden_layers=6, attn_implementation="eager", do_stable_layer_norm=False)
+    return _wrap(Wav2Vec2Model(config), "last_hidden_state")
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=128, attn_implementation="eager")
+    return _wrap(BertModel(config), "last_hidden_state", 2)
+
+
+IMAGE = {0: "batch", 2: "height", 3: "width"}
+TEXT = {0: "batch", 1: "sequence"}
+ARCHS = (
+    Arch("mobilenet-v2", "mobilenet_v2", "dynamo", 18, {"pixel_values": ((1, 3, 192, 256), "float32", IMAGE)},
+         "logits", transformer=False),
+    Arch("resnet-50", "resnet_50", "torchscript", 11, {"pixel_values": ((1, 3, 224, 224), "float32", IMAGE)},
+         "logits", transformer=False),
+    Arch("vit-small", "vit_small", "torchscript", 14,
+         {"pixel_values": ((1, 3, 224, 224), "float32", {0: "batch"})}, "logits", transformer=True),
+    Arch("distilbert", "distilbert", "dynamo", 18,
+         {"input_ids": ((1, 128), "int64", TEXT), "attention_mask": ((1, 128), "int64", TEXT)},
+         "last_hidden_state", transformer=True),
+    Arch("wav2vec2", "wav2vec2", "torchscript", 13,
+         {"input_values": ((1, 16000), "float32", {0: "batch", 1: "samples"})}, "last_hidden_state",
+         transformer=True, n_calib=32, n_eval=48),
+    Arch("tiny-bert", "tiny_bert", "torchscript", 12,
+         {"input_ids": ((1, 32), "int64", TEXT), "attention_mask": ((1, 32), "int64", TEXT)},
+         "last_hidden_state", transformer=True),
+)
+VOCAB = {"distilbert": 30522, "tiny-bert": 1000}
+
+
+def make_inputs(arch: Arch, n: int, seed: int) -> dict[str, np.ndarray]:
+    """n items of valid random inputs (leading batch axis)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, (shape, _dtype, _) in arch.inputs.items():
+        full = (n, *shape[1:])
+        if name == "pixel_values":
+            x = rng.random(full, dtype=np.float32)  # an image in [0, 1], smoothed, then standardised
+            x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2)) / 3
+            out[name] = ((x - 0.45) / 0.25).astype(np.float32)
+        elif name == "input_ids":
+            ids = rng.integers(1000 if VOCAB[arch.name] > 1000 else 1, VOCAB[arch.name], size=full)
+            ids[:, 0] = 101 if VOCAB[arch.name] > 1000 else 1
+            out[name] = ids.astype(np.int64)
+        elif name == "attention_mask":
+            mask = np.ones(full, np.int64)
+            lengths = rng.integers(full[1] // 2, full[1] + 1, size=n)
+            for i, length in enumerate(lengths):
+                mask[i, length:] = 0
+            out[name] = mask
+        elif name == "input_values":
+            t = np.arange(full[1], dtype=np.float32) / 16000
+            f = rng.uniform(100, 2000, size=(n, 3, 1)).astype(np.float32)
+            wave = np.sin(2 * np.pi * f * t).sum(1) + rng.normal(0, 0.3, size=full)
+            out[name] = (wave / np.abs(wave).max(1, keepdims=True)).astype(np.float32)
+        else:
+            raise KeyError(name)
+    return out
+
+
+def export(module, arch: Arch, path: Path) -> None:
+    """Export `module` with the arch's exporter and opset, dynamic axes as declared, weights inline."""
+    import torch
+
+    example = tuple(torch.from_numpy(v) for v in make_inputs(arch, 2, seed=99).values())  # batch 2: not 0/1-specialised
+    names = list(arch.inputs)
+    axes = {n: dict(spec[2]) for n, spec in arch.inputs.items()}
+    with torch.no_grad():
+        if arch.exporter == "torchscript":
+            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=arch.opset,
+                              input_names=names, output_names=[arch.output],
+                              dynamic_axes={**axes, arch.output: {0: "batch"}})
+        else:
+            dims = {}
+            shapes = {}
+            for n, spec in arch.inputs.items():
+                shapes[n] = {a: dims.setdefault(d, torch.export.Dim(d, min=1 if d == "batch" else 64, max=4096))
+                             for a, d in spec[2].items()}
+            program = torch.onnx.export(module, example, dynamo=True, opset_version=arch.opset,
+                                        input_names=names, output_names=[arch.output],
+                                        dynamic_shapes=tuple(shapes[n] for n in names))
+            program.save(str(path), external_data=False)
+
+
+def builder(arch: Arch):
+    def build(folder: Path, small: bool) -> dict:
+        import torch
+
+        torch.manual_seed(0)
+        module = globals()[arch.build_module]()
+        n_calib, n_eval = (8, 12) if small else (arch.n_calib, arch.n_eval)
+        export(module, arch, folder / "model.onnx")
+        save_npz(folder / "calib.npz", make_inputs(arch, n_calib, seed=1))
+        save_npz(folder / "eval.npz", make_inputs(arch, n_eval, seed=2))
+        params = sum(p.numel() for p in module.parameters())
+        return {"source": f"transformers {arch.build_module} config, random init (seed 0)",
+                "exporter": arch.exporter, "opset": arch.opset, "params": params,
+                "dynamic": {n: spec[2] for n, spec in arch.inputs.items()},
+                "shape": {n: [1, *spec[0][1:]] for n, spec in arch.inputs.items()},
+                "n_calib": n_calib, "n_eval": n_eval}
+
+    return build
+
+
+def entries() -> list:
+    from bench.corpus import Entry
+
+    return [Entry(a.name, "random-init", builder(a), metric="cosine", max_drop=0.01, transformer=a.transformer,
+                  description=f"{a.build_module} at random init, {a.exporter} opset {a.opset}, cosine vs fp32",
+                  ci=a.name == "tiny-bert")
+            for a in ARCHS]
