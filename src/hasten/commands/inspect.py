@@ -10,9 +10,10 @@ def run(args, console):
     from hasten.inspect import inspect_model
 
     if args.refresh_host:
-        from hasten.measure.targets import host_target
+        from hasten.measure.targets import MEASURE_BUDGET_S, host_target
 
-        with console.status("measuring this host's peak GEMM rates and memory bandwidth..."):
+        with console.status(f"measuring this host's peak GEMM rates and memory bandwidth (at most "
+                            f"{MEASURE_BUDGET_S:g} s)..."):
             host_target(refresh=True)
 
     from hasten.recipe import warn_if_tuned_elsewhere
