@@ -57,3 +57,48 @@ def test_bench_json_side_by_side(mlp_file, capsys):
     assert data["shapes"] == {"x": [4, 16]} and data["threads"] == 1
     assert all(r["median_ms"] > 0 and r["runs"] >= 100 for r in data["rows"])
     assert data["rows"][1]["max_abs_diff_vs_first"] < 1e-4
+
+
+def test_bench_takes_the_shape_grammar_of_every_command(mlp_file, capsys):
+    code = main(["bench", str(mlp_file), "--backend", "onnxruntime", "--threads", "1", "--seconds", "0.05",
+                 "--rounds", "1", "--shape", "x=3,16", "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["shapes"] == {"x": [3, 16]}
+    for text in ("x=3x16", "x=(3, 16)"):
+        from hasten.cli import parse_shapes
+
+        assert parse_shapes([text]) == {"x": (3, 16)}
+    assert parse_shapes(["N=4"]) == {"N": 4}
+    assert main(["bench", str(mlp_file), "--shape", "x=3,zero"]) == 2
+    assert "not a shape" in capsys.readouterr().err
+
+
+def test_the_cli_prints_no_library_warnings(mlp_file, tmp_path):
+    import numpy as np
+
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32))
+    proc = run_cli("quantize", str(mlp_file), "--scheme", "int8-dynamic", "--calib", str(calib),
+                   "-o", str(tmp_path / "q.onnx"))  # onnxruntime's quantize_dynamic logs a root warning
+    assert proc.returncode == 0, proc.stderr
+    assert "Please consider to run pre-processing" not in proc.stderr + proc.stdout  # onnxruntime.quantization
+    assert "WARNING" not in proc.stderr, proc.stderr
+
+
+def test_hastens_own_warnings_still_print():
+    import logging
+
+    from hasten.cli import LibraryQuiet
+
+    def record(name, level=logging.WARNING, msg="m"):
+        return logging.LogRecord(name, level, __file__, 1, msg, (), None)
+
+    quiet = LibraryQuiet()
+    assert quiet.filter(record("hasten.recipe")) and quiet.filter(record("hasten"))
+    assert not quiet.filter(record("root")) and not quiet.filter(record("onnxruntime.quantization"))
+    assert quiet.filter(record("root", logging.ERROR))  # errors always pass
+    import hasten.cli
+
+    own = f"{hasten.cli.__file__}:3: UserWarning: tuned for vnni"
+    assert quiet.filter(record("py.warnings", msg=own))
+    assert not quiet.filter(record("py.warnings", msg="/x/site-packages/torch/a.py:3: UserWarning: w"))

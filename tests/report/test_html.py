@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from search.helpers import QUICK, FakeTimer, samples, scheme_speed, wide_mlp
 
@@ -92,3 +93,35 @@ def test_render_survives_a_partial_results_file():
     html = render(data)
     for sid in SECTIONS:
         assert f'<section id="{sid}">' in html
+
+
+def test_sizes_in_the_tables_are_the_files_sizes(searched):
+    result, out = searched
+    html = (out / "report.html").read_text()
+    data = json.loads((out / "results.json").read_text())
+    chosen = next(c for c in data["candidates"] if c["chosen"])
+    base = next(c for c in data["candidates"] if c["key"] == data["baseline"])
+    assert chosen["size_bytes"] == (out / "model.onnx").stat().st_size  # the file written, to the byte
+    baseline_file = out / "baseline.onnx"  # the input model saved as hasten saves every model
+    wide_mlp(width=384, layers=2).save(baseline_file)
+    assert base["size_bytes"] == baseline_file.stat().st_size
+    summary = _section(html, "summary")
+    for c in (base, chosen):
+        assert f"<td>{c['size_bytes'] / 1e6:.3g}</td>" in summary  # MB, three digits: never "0.0"
+
+
+def test_headline_names_what_failed(tmp_path):
+    def fussy(candidate, reference, labels):  # a task metric that refuses any approximate output
+        if not np.allclose(candidate, reference, atol=1e-5):
+            raise ValueError("refuses approximate outputs")
+        return 1.0
+
+    timer = FakeTimer(scheme_speed({}), seed=0)
+    result = optimize(wide_mlp(width=128, layers=1), samples(32, seed=1), samples(24, seed=2), metric=fussy,
+                      out=tmp_path / "out", backends="onnxruntime", schemes=("int8-static", "int8-dynamic"),
+                      passes=(), mixed_precision=False, time_budget=600, timer=timer, **QUICK)
+    data = json.loads(result.results_path.read_text())
+    assert data["summary"]["failures"].startswith("every int8 candidate failed: ")
+    assert "refuses approximate outputs" in data["summary"]["failures"]
+    headline = re.search(r'<p class="big (\w+)" id="headline">(.*?)</p>', result.report_path.read_text())
+    assert headline and headline.group(1) == "bad" and "every int8 candidate failed" in headline.group(2)

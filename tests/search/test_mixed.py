@@ -10,7 +10,7 @@ import numpy as np
 from hasten.api import optimize
 from hasten.data import Samples
 
-from .helpers import QUICK, wide_mlp
+from .helpers import QUICK, FakeTimer, scheme_speed, wide_mlp
 
 
 def _outlier_samples(n: int, seed: int) -> Samples:
@@ -37,3 +37,19 @@ def test_sensitivity_drives_mixed_precision(tmp_path):
     sens = data["sensitivity"]
     assert sens["rows"][0]["node"] == "fc0"  # the layer reading the outlier feature ranks worst
     assert [c for c in data["candidates"] if c["origin"] == "mixed" and "sensitive" in c["note"]]
+
+
+def test_mixed_precision_is_tried_when_every_whole_model_scheme_misses(tmp_path):
+    """Even where the screens say int8 is slower than fp32 (noise, or a host without VNNI), a search whose
+    every whole-model scheme misses the budget tries mixed precision, and the notes say how it ended."""
+    timer = FakeTimer(scheme_speed({"int8-static": 0.9}), noise=0.05, seed=0)
+    model = wide_mlp(width=512, layers=2)
+    result = optimize(model, _outlier_samples(64, 1), _outlier_samples(40, 2), metric="cosine",
+                      max_drop=0.002, out=tmp_path / "out", backends="onnxruntime", schemes=("int8-static",),
+                      passes=(), time_budget=600, timer=timer, **QUICK)
+    whole = [r for r in result.records if r.origin in ("scheme", "option", "combined")]
+    assert whole and not any(r.within for r in whole)  # every whole-model int8-static misses the budget
+    mixed = [r for r in result.records if r.origin == "mixed"]
+    assert mixed, [(r.label, r.status, r.speedup) for r in result.records]
+    assert any(n.startswith("mixed precision") for n in result.search.notes), result.search.notes
+    assert result.chosen is result.baseline  # mixed models are no faster here (0.9x): never a slower one

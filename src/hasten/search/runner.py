@@ -121,8 +121,7 @@ class CandidateRunner:
         fields = {f.name: f for f in dataclasses.fields(cls)} if cls is not None else {}
         config = dict(steps[i].config)
         fix = ""
-        named = [n for n in _node_names(self.model) if re.search(rf"(?<![\w/.:-]){re.escape(n)}(?![\w/.:-])",
-                                                                 rec.reason)]
+        named = [n for n in _node_names(self.model) if _names_node(rec.reason, n)]
         if named and "nodes_to_exclude" in fields and named[0] not in (config.get("nodes_to_exclude") or []):
             config["nodes_to_exclude"] = sorted({*(config.get("nodes_to_exclude") or []), named[0]})
             fix = f"node {named[0]} kept out of {steps[i].name}"
@@ -306,6 +305,14 @@ def _interface_change(original, candidate) -> str:
     if a != b:
         return f"changes the model's outputs from {a} to {b}: not a drop-in replacement"
     return ""
+
+
+def _names_node(text: str, name: str) -> bool:
+    """Does `text` name node `name`: after the word "node", or quoted / in brackets (not as a plain word)."""
+    n = re.escape(name)
+    edge = r"(?![\w/.:-])"
+    return bool(re.search(rf"\bnodes?\s*[:=]?\s*[\(\[\"'`]?{n}{edge}", text, re.I)
+                or re.search(rf"[\(\[\"'`]{n}[\)\]\"'`]", text))
 
 
 def _node_names(model) -> list[str]:
