@@ -283,3 +283,37 @@ def test_depthwise_conv_is_not_modelled_as_saturating():
     result = quantize(model, Int8StaticConfig(overflow_fix="measured"), calib)
     layer = result.report["overflow_fix"]["layers"]["dwconv"]
     assert not layer["seven_bit"] and "not a u8 x s8" in layer["reason"]
+
+
+def test_attention_key_and_value_follow_the_fix():
+    """Query x key^T and probabilities x value run the u8 x s8 kernel on OpenVINO (the right operand signed):
+    "all" puts key and value on the 7-bit grid (scale x 127/63), "measured" measures each MatMul."""
+    import torch
+    from quantize.test_attention import TinyAttention
+
+    import hasten
+
+    x, mask = torch.randn(1, 12, 16), torch.ones(1, 12)
+    model = hasten.load(TinyAttention().eval(), (x, mask))
+    names = [i.name for i in model.inputs]
+    rng = np.random.default_rng(0)
+    calib = Samples({names[0]: rng.standard_normal((24, 12, 16)).astype(np.float32),
+                     names[1]: np.ones((24, 12), np.float32)})
+
+    def scales(result):
+        g = result.model.proto().graph
+        inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        return {n.input[0]: float(inits[n.input[1]]) for n in g.node if n.op_type == "QuantizeLinear"}
+
+    none = quantize(model, Int8StaticConfig(attention="all", overflow_fix="none"), calib)
+    forced = quantize(model, Int8StaticConfig(attention="all", overflow_fix="all"), calib)
+    seven = forced.report["overflow_fix"]["attention"]["seven_bit"]
+    assert len(seven) == 2 and none.report["overflow_fix"]["attention"]["seven_bit"] == []
+    for t in seven:
+        assert scales(forced)[t] == pytest.approx(scales(none)[t] * 127 / 63, rel=1e-6)
+    others = set(none.report["attention"]) - set(seven)  # query and probabilities keep their grid
+    assert others and all(scales(forced)[t] == pytest.approx(scales(none)[t]) for t in others)
+    measured = quantize(model, Int8StaticConfig(attention="all", overflow_fix="measured"), calib)
+    layers = measured.report["overflow_fix"]["attention"]["layers"]
+    assert len(layers) == 2 and {v["tensor"] for v in layers.values()} == set(seven)
+    assert all(0.0 <= v["rate"] <= 1.0 and v["sqnr_7bit_db"] > 20 for v in layers.values())

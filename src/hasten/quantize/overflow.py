@@ -190,3 +190,54 @@ def seven_bit_dynamic_weights(quantised: onnx.ModelProto, proto: onnx.ModelProto
         qt.CopyFrom(numpy_helper.from_array(q, qt.name))
         st.CopyFrom(numpy_helper.from_array(np.asarray(scale, np.float32).reshape(old_scale.shape), st.name))
     return quantised
+
+
+# -- int8 attention: activation x activation MatMuls ----------------------------------------------------
+def _point_of(tensor: str, idx: GraphIndex) -> str:
+    """The tensor a MatMul input is a layout-only view of (where hasten.quantize.attention puts QDQ)."""
+    from hasten.quantize.attention import LAYOUT_OPS
+
+    producer = idx.producer.get(tensor)
+    while producer is not None and producer.op_type in LAYOUT_OPS:
+        tensor = producer.input[0]
+        producer = idx.producer.get(tensor)
+    return tensor
+
+
+def attention_seven_bit(proto: onnx.ModelProto, acts: dict, mode: str, calib,
+                        max_matrices: int = 16) -> tuple[list[str], dict]:
+    """(attention tensors whose int8 grid becomes 7 bits, per-MatMul measurements) for the MatMuls of two
+    quantised activations whose right operand is signed int8 (query x key^T, probabilities x value): the same
+    u8 x s8 kernel runs them (the left operand shifted to uint8). `acts`: {tensor: ActQuant} of the plan;
+    "all": every such right operand, "measured": where the numpy model says 7 bits are closer."""
+    if mode not in ("all", "measured"):
+        return [], {}
+    idx = GraphIndex(proto.graph)
+    found = []
+    for node in proto.graph.node:
+        if node.op_type != "MatMul" or len(node.input) != 2 or any(idx.is_constant(i) for i in node.input):
+            continue
+        pa, pb = (_point_of(t, idx) for t in node.input)
+        if pa in acts and pb in acts and acts[pb].dtype == "int8":
+            found.append((node, pa, pb))
+    if mode == "all" or not found:
+        return list(dict.fromkeys(pb for _, _, pb in found)), {}
+    values = capture(proto, list(dict.fromkeys(t for n, _, _ in found for t in n.input)), calib)
+    layers, chosen = {}, []
+    for node, pa, pb in found:
+        qa, qb = acts[pa], acts[pb]
+        s7 = qb.scale * 127.0 / 63.0
+        parts = []
+        for a_val, b_val in zip(values[node.input[0]], values[node.input[1]], strict=True):
+            a2 = a_val.reshape(-1, *a_val.shape[-2:])
+            b2 = np.broadcast_to(b_val, a_val.shape[:-2] + b_val.shape[-2:]).reshape(-1, *b_val.shape[-2:])
+            for i in range(min(len(a2), max_matrices)):
+                w = b2[i].astype(np.float32)
+                q8 = np.clip(np.rint(w / qb.scale), -127, 127).astype(np.int8)
+                q7 = np.clip(np.rint(w / s7), -63, 63).astype(np.int8)
+                parts.append((a2[i], qa.scale, qa.zero_point, w, q8, qb.scale, q7, s7))
+        measured = compare_layer(parts, qa.dtype).to_dict()
+        layers[node.name] = {**measured, "tensor": pb}
+        if measured["seven_bit"]:
+            chosen.append(pb)
+    return list(dict.fromkeys(chosen)), layers
