@@ -331,7 +331,9 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
     plan = _plan(proto, idx, config, static, dynamic, tensor_stats)
     attention = _plan_attention(proto, idx, config, plan, tensor_stats) if config.attention != "float" else []
     if attention:
-        _attention_overflow(proto, plan, overflow_report, calib)
+        from hasten.quantize.overflow import fix_attention
+
+        fix_attention(proto, plan, overflow_report, calib)
     plan.weight_values = weight_values
     plan.seven_bit = {(n, 1) for n in seven}  # the weight is input 1 of every node that can have 7 bits
     out = _original_value_info(apply_plan(proto, plan), model)
@@ -394,17 +396,6 @@ def _overflow_fix(proto, idx: GraphIndex, config: Int8StaticConfig, static: list
 
     seven, layers = overflow.choose(applied, names, measure)
     return set(seven), overflow.overflow_report(config.overflow_fix, applied, seven, layers, reason)
-
-
-def _attention_overflow(proto, plan: QDQPlan, report: dict, calib) -> None:
-    """Put the signed right operands of int8 attention MatMuls (key, value) on a 7-bit grid where the
-    overflow fix says so (hasten.quantize.overflow.attention_seven_bit); records them in `report`."""
-    from hasten.quantize.overflow import attention_seven_bit
-
-    tensors, layers = attention_seven_bit(proto, plan.activations, report["applied"], calib)
-    for t in tensors:
-        plan.activations[t].scale *= 127.0 / 63.0  # same range, integers within [-63, 63]
-    report["attention"] = {"seven_bit": tensors, **({"layers": layers} if layers else {})}
 
 
 def _original_value_info(out: onnx.ModelProto, model) -> onnx.ModelProto:

@@ -12,6 +12,9 @@
   product than 7-bit weights (by output SQNR). Without calibration samples: every layer;
 - "u8u8" (dynamic only): uint8 weights (ONNX Runtime's U8U8 kernels widen to int16 before multiplying and
   never saturate), full 8-bit resolution.
+int8 attention (`attention` "qk"/"all"): OpenVINO runs query x key^T and probabilities x value as u8 x s8
+(the left operand shifted to uint8), so with "all" / "measured" the key and value get the 7-bit grid too
+(`fix_attention`). ONNX Runtime converts both operands of those MatMuls to uint8 (U8U8: never saturates).
 The report (`overflow_report`) names the mode asked for and applied, the host's int8 path, the 7-bit
 layers and, for "measured", each layer's clipped-pair rate and both SQNRs.
 """
@@ -241,3 +244,12 @@ def attention_seven_bit(proto: onnx.ModelProto, acts: dict, mode: str, calib,
         if measured["seven_bit"]:
             chosen.append(pb)
     return list(dict.fromkeys(chosen)), layers
+
+
+def fix_attention(proto: onnx.ModelProto, plan, report: dict, calib) -> None:
+    """Put the signed right operands of the int8 attention MatMuls of `plan` (a QDQPlan) on the 7-bit grid
+    where `report["applied"]` (the static overflow fix) says so; records them in `report["attention"]`."""
+    tensors, layers = attention_seven_bit(proto, plan.activations, report["applied"], calib)
+    for t in tensors:
+        plan.activations[t].scale *= 127.0 / 63.0  # the same range, integers within [-63, 63]
+    report["attention"] = {"seven_bit": tensors, **({"layers": layers} if layers else {})}
