@@ -4,6 +4,10 @@ An input name takes a full shape ("1x128", a tuple, or an int for a 1-D input); 
 "batch", "sequence") takes an int; every other dynamic dim gets the default: 1 for the first (batch) dim, 128
 for the others (`hasten.model.DEFAULT_BATCH`, `DEFAULT_DIM`). A name that is neither an input nor a dynamic
 dim raises DataError naming the valid ones.
+
+Those defaults are a last resort for when no data exists (`hasten inspect` without `--shape`): wherever the
+user gave samples, their shapes are used (`sample_shapes(samples)`), and a graph pass that records shapes
+keeps an unsized dim symbolic (`resolve_input_dims`) rather than guess it.
 """
 
 from __future__ import annotations
@@ -117,3 +121,31 @@ def resolve_input_shapes(model: Model, overrides: Mapping[str, int] | None = Non
 def concrete_input_shapes(model: Model, shapes: Mapping[str, object] | None = None) -> dict[str, tuple[int, ...]]:
     """`resolve_input_shapes` for the CLI's mixed `{input or dim name: value}` mapping."""
     return resolve_input_shapes(model, *split_shapes(model, shapes))
+
+
+def resolve_input_dims(model: Model, overrides: Mapping[str, int] | None = None,
+                       input_shapes: Mapping[str, Sequence[int]] | None = None
+                       ) -> dict[str, tuple[int | str, ...]]:
+    """Like `resolve_input_shapes`, but a dynamic dim that neither `input_shapes` nor `overrides` sizes
+    keeps its symbolic name ("?" when unnamed) instead of a default size."""
+    concrete = resolve_input_shapes(model, overrides, input_shapes)  # validates every name and size
+    overrides = dict(overrides or {})
+    out: dict[str, tuple[int | str, ...]] = {}
+    for spec in model.inputs:
+        if spec.name in (input_shapes or {}):
+            out[spec.name] = concrete[spec.name]
+            continue
+        out[spec.name] = tuple(d if isinstance(d, int) and d > 0 else
+                               (int(overrides[d]) if isinstance(d, str) and d in overrides else str(d))
+                               for d in spec.shape)
+    return out
+
+
+def sample_shapes(samples) -> dict[str, tuple[int, ...]]:
+    """{input name: shape of one item (batch 1)} of `samples` (hasten Samples, or {name: batched array}):
+    the sizes shape inference, the cost model and the floor use when the user gave data."""
+    if isinstance(samples, Mapping):
+        arrays = samples
+    else:
+        arrays = next(iter(samples.take(1).feeds(1)))
+    return {name: (1, *tuple(int(d) for d in getattr(a, "shape", ())[1:])) for name, a in arrays.items()}

@@ -257,3 +257,22 @@ def test_minilm_is_within_two_percent_of_the_analytic_count():
     assert abs(report.attention_flops / 0.15e9 - 1) < 0.06
     assert abs(report.total_flops / 2.87e9 - 1) < 0.02
     assert report.uncosted() == {}
+
+
+def test_flops_and_floor_of_a_dynamic_model_use_the_samples_sizes():
+    from modelkit import THIRDPARTY_CLASSES, make_thirdparty, thirdparty_images
+
+    from hasten.input_shapes import sample_shapes
+    from hasten.inspect import host_floors
+
+    model = hasten.load(make_thirdparty())
+    shapes = sample_shapes({"x": thirdparty_images(2, 0)})
+    cost = estimate_cost(model, input_shapes=shapes)
+    hw = 48 * 320
+    assert _row(cost, "conv").flops == 2 * 8 * hw * 3 * 9 + 8 * hw
+    assert _row(cost, "proj").flops == 2 * hw * 16 * 8
+    assert _row(cost, "head").flops == 2 * THIRDPARTY_CLASSES * 16 + THIRDPARTY_CLASSES
+    floors = host_floors(model, shapes)
+    if floors is not None:  # None only when this host cannot be measured
+        assert floors["flops"] == cost.total_flops
+    assert estimate_cost(model).total_flops != cost.total_flops  # the no-data default is another size

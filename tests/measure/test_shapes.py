@@ -97,3 +97,24 @@ def test_large_weights_are_kept_intact():
     shaped = infer_shapes(model)
     w1 = shaped.graph.initializers["w1"].const_value.numpy()
     np.testing.assert_array_equal(w1, numpy_helper.to_array(proto.graph.initializer[0]))
+
+
+def test_dynamic_batch_and_spatial_dims_take_the_samples_sizes():
+    from modelkit import make_thirdparty, thirdparty_images
+
+    from hasten.data import Samples
+    from hasten.input_shapes import resolve_input_dims, sample_shapes
+
+    model = hasten.load(make_thirdparty())
+    shapes = sample_shapes(Samples({"x": thirdparty_images(4, 0)}))
+    assert shapes == {"x": (1, 3, 48, 320)} == sample_shapes({"x": thirdparty_images(2, 1)})
+    s = _shapes(infer_shapes(model, input_shapes=shapes))
+    assert s["c"] == (1, 8, 48, 320) and s["t"] == (1, 48 * 320, 8) and s["m"] == (1, 48 * 320, 16)
+    assert s["y"] == (1, 10)
+    # nothing sized: the dims stay symbolic rather than take a guess
+    assert resolve_input_dims(model) == {"x": ("batch", 3, "height", "width")}
+    assert resolve_input_dims(model, {"height": 48}) == {"x": ("batch", 3, 48, "width")}
+    kept = infer_shapes(model, keep_dynamic=True)
+    assert kept.inputs[0].shape == ("batch", 3, "height", "width")
+    c = _shapes(kept)["c"]
+    assert str(c[0]) == "batch" and c[1] == 8 and not isinstance(c[2], int) and not isinstance(c[3], int)

@@ -24,13 +24,25 @@ def test_infer_shapes_with_overrides():
     result = get_pass("infer_shapes", overrides={"batch": 3}, input_shapes=None)(model)
     assert result.modified
     new = result.model
-    assert new.inputs[0].shape == (3, 128, 8)
-    assert new.outputs[0].shape == (3, 128, 4)
-    shapes = {o.name: tuple(o.shape) for n in new.graph for o in n.outputs}
-    assert shapes == {"m": (3, 128, 4), "r": (3, 128, 4), "y": (3, 128, 4)}
+    assert new.inputs[0].shape == (3, "seq", 8)  # seq was not sized: it stays dynamic, never a guess
+    assert new.outputs[0].shape == (3, "seq", 4)
+    shapes = {o.name: tuple(str(d) for d in o.shape) for n in new.graph for o in n.outputs}
+    assert shapes == {"m": ("3", "seq", "4"), "r": ("3", "seq", "4"), "y": ("3", "seq", "4")}
     assert model.inputs[0].shape == ("batch", "seq", 8)  # input untouched
     assert new.lineage[-1].startswith("infer_shapes(")
-    assert_same_outputs(model, new, random_feeds(new, seed=1))
+    for seq in (5, 40):
+        assert_same_outputs(model, new, random_feeds(new, seed=1, dims={"seq": seq}))
+
+
+def test_infer_shapes_without_config_keeps_every_dynamic_dim():
+    model = _dynamic_mlp()
+    result = get_pass("infer_shapes")(model)
+    new = result.model
+    assert new.inputs[0].shape == ("batch", "seq", 8) and new.outputs[0].shape == ("batch", "seq", 4)
+    shapes = {o.name: tuple(str(d) for d in o.shape) for n in new.graph for o in n.outputs}
+    assert shapes["m"] == ("batch", "seq", "4")
+    for dims in ({"batch": 1, "seq": 3}, {"batch": 4, "seq": 17}):
+        assert_same_outputs(model, new, random_feeds(new, seed=2, dims=dims))
 
 
 def test_infer_shapes_full_input_shape_and_noop():

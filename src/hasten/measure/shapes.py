@@ -4,7 +4,8 @@
 shapes and whose value_info holds a concrete shape for every value shape inference can reach:
 
 - input dims come from `input_shapes[input_name]` (a full shape), else `overrides[dim_name]`, else the
-  defaults: 1 for the first (batch) dim, 128 for any other dynamic dim;
+  defaults: 1 for the first (batch) dim, 128 for any other dynamic dim -- or, with `keep_dynamic=True`, the
+  dim stays symbolic. Callers with user samples pass their shapes (`hasten.input_shapes.sample_shapes`);
 - `onnx.shape_inference.infer_shapes(data_prop=True)` runs first (with large weights' bytes left out, so it
   is cheap and works past 2 GB); where it leaves values unshaped (com.microsoft ops, ops it cannot
   propagate), ONNX Runtime's `SymbolicShapeInference` fills the gaps.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import onnx
 
-from hasten.input_shapes import resolve_input_shapes
+from hasten.input_shapes import resolve_input_dims, resolve_input_shapes
 from hasten.model import Model
 
 #: Initializers with more raw bytes than this are hidden from shape inference (their shape is kept).
@@ -30,9 +31,15 @@ _STRIP_BYTES = 1 << 16
 
 
 def infer_shapes(model: Model, overrides: Mapping[str, int] | None = None,
-                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Model:
-    """A derived Model with concrete input shapes and a concrete shape on every value inference reaches."""
-    resolved = resolve_input_shapes(model, overrides, input_shapes)
+                 input_shapes: Mapping[str, Sequence[int]] | None = None, keep_dynamic: bool = False) -> Model:
+    """A derived Model with concrete input shapes and a concrete shape on every value inference reaches.
+
+    `keep_dynamic=True`: a dynamic dim that neither `input_shapes` nor `overrides` sizes keeps its symbol
+    (no default guess); values then get symbolic shapes where their size depends on it."""
+    if keep_dynamic:
+        resolved = resolve_input_dims(model, overrides, input_shapes)
+    else:
+        resolved = resolve_input_shapes(model, overrides, input_shapes)
     proto = model.proto()
     graph = proto.graph
     for value in graph.input:
@@ -62,11 +69,15 @@ def infer_shapes(model: Model, overrides: Mapping[str, int] | None = None,
     return model.derive(proto, step)
 
 
-def _set_dims(value: onnx.ValueInfoProto, dims: tuple[int, ...]) -> None:
+def _set_dims(value: onnx.ValueInfoProto, dims: tuple[int | str, ...]) -> None:
     tensor = value.type.tensor_type
     tensor.ClearField("shape")
     for d in dims:
-        tensor.shape.dim.add().dim_value = int(d)
+        dim = tensor.shape.dim.add()
+        if isinstance(d, int):
+            dim.dim_value = d
+        elif d != "?":
+            dim.dim_param = d
 
 
 def _is_concrete(vi: onnx.ValueInfoProto) -> bool:

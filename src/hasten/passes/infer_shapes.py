@@ -2,7 +2,8 @@
 
 A thin pass over `hasten.measure.shapes.infer_shapes` (ONNX shape inference with data propagation, then
 ONNX Runtime's symbolic inference for what it leaves): input dims come from `input_shapes[input]`
-(a full shape), else `overrides[dim_name]`, else batch 1 and 128 for other dynamic dims. Numbers never
+(a full shape), else `overrides[dim_name]`; a dynamic dim neither sizes stays dynamic (never a guessed size:
+with no config the model still takes inputs of every size, and values get symbolic shapes). Numbers never
 change; the pass is `modified` when any graph input, output or value_info type differs afterwards.
 """
 
@@ -23,7 +24,7 @@ def _signature(model: Model) -> dict[str, tuple]:
 
 
 class InferShapes(Pass):
-    """Concrete input shapes (from the config) and inferred shapes for all intermediate values."""
+    """Input dims sized by the config (others stay dynamic) and inferred shapes for all intermediate values."""
 
     name = "infer_shapes"
 
@@ -35,6 +36,7 @@ class InferShapes(Pass):
     def run(self, model: Model):
         from hasten.measure.shapes import infer_shapes
 
-        new = infer_shapes(model, overrides=self.config.overrides, input_shapes=self.config.input_shapes)
+        new = infer_shapes(model, overrides=self.config.overrides, input_shapes=self.config.input_shapes,
+                           keep_dynamic=True)
         modified = _signature(new) != _signature(model)
         return new.ir, modified, {}
