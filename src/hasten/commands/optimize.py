@@ -132,6 +132,15 @@ def print_summary(console, data, result, elapsed: float) -> None:
     if floor.get("fp32_ms"):
         console.print("floor = max(FLOPs / peak, bytes / bandwidth) with this host's measured peaks; "
                       "* linear layers in int8, the rest fp32")
+    failures = (data.get("summary") or {}).get("failures")
+    if failures:
+        console.print(f"[red]{esc(failures)}[/red]")
+    host = data.get("host") or {}
+    final = (data.get("noise") or {}).get("final") or {}
+    if host.get("int8_isa") or final.get("spread") is not None:
+        noise = (f"; host noise {final['spread']:.0%} between the final measurement's {final.get('rounds')} "
+                 "interleaved rounds" if final.get("spread") is not None else "")
+        console.print(f"tuned for int8 path {host.get('int8_isa', '?')}{noise}")
     for note in data.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {esc(note)}")
     counts = data.get("counts", {})
