@@ -9,13 +9,17 @@ Stages (each candidate: build -> compile -> accuracy on a subset -> full accurac
    out-of-budget scheme is timed too: it tells whether refining it could win);
 4. refinement, fastest scheme first: the config's search space one option at a time, the winners combined,
    and, when the scheme still misses the budget while being faster than the best in-budget model, mixed
-   precision from measured per-layer sensitivity;
+   precision from measured per-layer sensitivity; when EVERY whole-model scheme misses the budget, mixed
+   precision is tried regardless of the (noisy) screens, until it fits, its space is exhausted or the
+   time budget ends (the notes say which);
 5. the finalists (the fastest in-budget by screen, plus thread variants) and the baseline measured together
-   as BENCHMARKING.md says; the winner must beat the baseline by more than the noise, else the baseline is
-   returned and the results say so.
+   as BENCHMARKING.md says, with more interleaved rounds while a ratio is unresolved (search/timing.py); the
+   winner must beat 1 + noise margin with its interval above 1, else the baseline is returned and the
+   results say why.
 Latency screens always time candidates interleaved with the baseline in one call (ratios are fair).
-Everything is cached under OUT/cache (see hasten.search.cache); the time budget stops new work early enough
-to leave time for the final measurement.
+A candidate that fails with a known recovery is retried once with it (search/runner.py).
+Everything is cached under OUT/cache (see hasten.search.cache); the time budget (which starts after the
+host profile is read) stops new work early enough to leave time for the final measurement.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class Settings:
     schemes: tuple[str, ...] | None = None
     passes: tuple[str, ...] | None = None
     mixed_precision: bool = True
-    noise_margin: float = 0.02  # a winner must beat the baseline by more than this (and the measured spread)
+    noise_margin: float = 0.02  # a winner must beat the baseline by more than this (its interval above 1)
     seed: int = 0
     feeds: int = 16
     allow_training: bool = False  # add pruned + distilled students (needs a torch source)
