@@ -167,6 +167,15 @@ def test_forced_fixes_put_exactly_the_chosen_weights_on_the_seven_bit_grid(block
         assert report["applied"] == fix and set(report["seven_bit"]) == {{"w1": "fc1", "w2": "fc2"}[w] for w in seven}
 
 
+def test_lowering_to_onnx_runtime_ops_keeps_the_seven_bit_weights(block):
+    result = quantize(block, Int8StaticConfig(ort_ops=True, overflow_fix="first"), block_samples(32, 0))
+    g = result.model.proto().graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    top = {n.name: int(np.abs(inits[n.input[1]].astype(int)).max()) for n in g.node
+           if n.op_type == "MatMulIntegerToFloat"}
+    assert sorted(top.values()) == [63, 127]
+
+
 def test_auto_picks_none_on_a_vnni_host(block, vnni_host):
     result = quantize(block, Int8StaticConfig(), block_samples(32, 0))
     assert result.report["overflow_fix"]["applied"] == "none" and result.report["overflow_fix"]["seven_bit"] == []
