@@ -39,9 +39,9 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray], labels: np.ndarray | Non
 
 def split(n: int, n_calib: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint calibration / evaluation indices into range(n): `n_calib` items for calibration, the rest
-    for evaluation, shuffled with `seed`."""
+    for evaluation, both in shuffled order (so that the first items of either are a fair sample)."""
     order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[:n_calib]), np.sort(order[n_calib:])
+    return order[:n_calib], order[n_calib:]
 
 
 def encode_texts(texts: list[str], length: int) -> np.ndarray:
