@@ -65,10 +65,14 @@ def _bert_samples(n: int, seed: int) -> Samples:
 
 
 @pytest.fixture(scope="module")
-def graphs() -> dict:
+def bert() -> hasten.Model:
+    return _tiny_bert()
+
+
+@pytest.fixture(scope="module")
+def graphs(bert) -> dict:
     """(model name, pipeline) -> (graph-optimised model, calibration samples)."""
     out = {}
-    bert = _tiny_bert()
     cnn = hasten.load(make_thirdparty())
     models = {"bert": (bert, _bert_samples(16, 0)), "cnn": (cnn, Samples({"x": thirdparty_images(16, 0)}))}
     for name, pipeline in CASES:
@@ -123,3 +127,38 @@ def test_minilm_after_transformer_fusion_writes_a_valid_model(scheme, tmp_path, 
     assert any(k.startswith("com.microsoft.") for k in fused.op_histogram())
     result = quantize(fused, config_for(scheme), entry.calibration().take(16))
     _assert_valid_and_inspectable(result.model, tmp_path / "model.onnx", capsys)
+
+
+def _search_graph_variants() -> list:
+    """(backend, note, pass steps) of every graph variant the search's Space proposes beyond the defaults."""
+    from hasten.search.space import Space
+
+    space = Space(["onnxruntime", "openvino"], [1], 16)
+    return [(b, c.note, c.recipe.steps) for b in space.backends for c in space.graph_variants(b)
+            if c.note != "default graph pipeline"]
+
+
+VARIANTS = _search_graph_variants()
+
+
+@pytest.fixture(scope="module")
+def bert_variants(bert) -> dict:
+    from hasten.recipe import run_step
+
+    out = {}
+    for backend, note, steps in VARIANTS:
+        model = bert
+        for step in steps:
+            model, _ = run_step(step, model)
+        out[(backend, note)] = model
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["int8-static", "int8-dynamic", "fp16"])  # the value_info-sensitive ones
+@pytest.mark.parametrize("backend,note", [(b, n) for b, n, _ in VARIANTS])
+def test_schemes_after_the_searchs_other_graph_variants_write_valid_models(bert_variants, backend, note, scheme,
+                                                                         tmp_path, capsys):
+    model = bert_variants[(backend, note)]
+    _assert_valid_and_inspectable(model, tmp_path / "g.onnx", capsys)
+    result = quantize(model, config_for(scheme), _bert_samples(16, 0))
+    _assert_valid_and_inspectable(result.model, tmp_path / "q.onnx", capsys)
