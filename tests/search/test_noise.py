@@ -47,6 +47,17 @@ def test_a_noisy_host_gets_more_rounds_until_the_ratio_is_resolved():
     assert quiet["rounds"] == 8 and quiet["resolved"] and quiet["ratio"] == pytest.approx(1.3, rel=0.03)
 
 
+def test_only_candidates_that_could_beat_a_resolved_winner_get_more_rounds():
+    fake = FakeTimer({"win": 2.0, "slow": 1.0}, noise=0.2, seed=0)
+    out = time_sessions(None, {"win": None, "slow": None}, [{}], Timing.final(0.0), bench=fake.bench,
+                        threshold=1.02)
+    assert out["win"]["resolved"] and not out["slow"]["resolved"]  # the slow one is near 1: unresolved...
+    assert out["win"]["rounds"] == 8  # ...but it cannot beat the winner, so no extra rounds are spent on it
+    fake = FakeTimer({"win": 2.0, "slow": 1.0}, noise=0.2, seed=0)
+    alone = time_sessions(None, {"slow": None}, [{}], Timing.final(0.0), bench=fake.bench, threshold=1.02)
+    assert alone["slow"]["rounds"] > 8  # without a winner the same candidate is measured longer
+
+
 def test_equal_speeds_are_never_a_resolved_win():
     timing = Timing.final(0.0)
     wins = 0

@@ -66,7 +66,7 @@ def finish(tuner, interrupted: bool = False):
         tuner.emit("benchmark", f"timing {len(sessions)} finalist(s) and the baseline, interleaved "
                                 f"({timing.min_seconds:g} s each)")
         # extra rounds may use the budget up to what the outputs and the report's sensitivity need
-        deadline = tuner.deadline - 10.0 - tuner.sensitivity_reserve_s()
+        deadline = tuner.deadline - 10.0 - _sensitivity_need_s(tuner)
         results = time_sessions(tuner.base_session, sessions, tuner.feeds, timing, full=True, bench=tuner.bench,
                                 threshold=threshold, deadline=deadline)
         atomic_write_json(path, results)
@@ -120,13 +120,25 @@ def _choose(base: Record, timed: list[Record], threshold: float, notes: list[str
     return base
 
 
+def _sensitivity_pool(tuner) -> list[Record]:
+    return [r for r in tuner.records.values() if r.status in ("in-budget", "rejected") and r.fingerprint
+            and [s.name for s in r.recipe.steps if s.kind == "quantize"][-1:] == [SENSITIVITY_SCHEME]]
+
+
+def _sensitivity_need_s(tuner) -> float:
+    """Seconds the report's sensitivity will want after the final measurement (0 when it has one)."""
+    if tuner.sensitivity is not None:
+        return 0.0
+    pool = _sensitivity_pool(tuner)
+    return max(5.0, *(r.build_s for r in pool)) * 3 if pool else 0.0
+
+
 def _sensitivity_for_report(tuner, chosen: Record) -> None:
     """Per-layer sensitivity for the report when the search did not need it: for the chosen recipe if it
     quantises, else the fastest quantised candidate that ran; only if the time budget allows."""
     from hasten.search.mixed import compute_sensitivity
 
-    pool = [r for r in tuner.records.values() if r.status in ("in-budget", "rejected") and r.fingerprint
-            and [s.name for s in r.recipe.steps if s.kind == "quantize"][-1:] == [SENSITIVITY_SCHEME]]
+    pool = _sensitivity_pool(tuner)
     pool.sort(key=lambda r: (r is not chosen, -(r.speedup or 0.0)))
     notes = list(tuner.notes)
     for rec in pool[:2]:

@@ -6,7 +6,8 @@ in that round) from the same machine state. A candidate's `ratio` is the median 
 `ratio_ci` a distribution-free confidence interval of that median (order statistics of the rounds).
 On a noisy host the interval is wide: `time_sessions` then adds rounds, up to `Timing.max_rounds` and a
 deadline, until every ratio is *resolved*: its interval lies wholly above or below `threshold` (the gain a
-winner needs), or is narrower than `Timing.precision`. The baseline's per-round medians say how noisy the
+winner needs), or is narrower than `Timing.precision`; once one ratio is resolved above the threshold, only
+candidates that could still beat it need more rounds. The baseline's per-round medians say how noisy the
 host was (`noise`). Ratios from different calls are comparable; raw milliseconds are not.
 
 The timing source is `hasten.measure.latency.benchmark` unless a caller passes `bench` with its signature
@@ -167,17 +168,28 @@ def _rounds(group: dict, feeds, timing: Timing, bench, threshold, deadline, prog
         r += 1
         if progress:
             progress("benchmark", r, max(r, timing.rounds))
-        if r not in looks:
+        if r < timing.rounds:
             continue
         if r >= timing.round_limit or (deadline is not None and time.perf_counter() + first_s > deadline):
             break
-        base = [np.median(t) for t in per_round[BASELINE]]
-        open_ = [n for n in names if n != BASELINE and not resolved(
-            ratio_interval([b / np.median(t) for b, t in zip(base, per_round[n], strict=True)],
-                           timing.confidence), threshold, timing.precision)]
-        if not open_:
+        if r in looks and not _open(per_round, threshold, timing):
             break
     return per_round, got
+
+
+def _open(per_round: dict, threshold: float | None, timing: Timing) -> list[str]:
+    """The candidates whose ratio still needs rounds: unresolved, and (once one is resolved above the
+    threshold) able to beat that winner (interval reaching above its ratio)."""
+    base = [np.median(t) for t in per_round[BASELINE]]
+    stats = {}
+    for n, times in per_round.items():
+        if n != BASELINE:
+            ratios = [b / np.median(t) for b, t in zip(base, times, strict=True)]
+            stats[n] = (float(np.median(ratios)), ratio_interval(ratios, timing.confidence))
+    wins = [ratio for ratio, ci in stats.values() if threshold is not None and ci[0] > threshold]
+    lead = max(wins, default=None)
+    return [n for n, (_, ci) in stats.items() if not resolved(ci, threshold, timing.precision)
+            and (lead is None or ci[1] >= lead)]
 
 
 def time_sessions(baseline_session, sessions: dict, feeds: list[dict], timing: Timing, chunk: int = 8,
