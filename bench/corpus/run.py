@@ -1,7 +1,7 @@
 """hasten optimize on every corpus model beside OpenVINO + NNCF int8 and ONNX Runtime's own quantizer.
 
     .venv/bin/python bench/corpus/run.py [--models a,b] [--time-budget 3m] [--eval-items N] [--seconds 5]
-                                         [--rounds 8] [--threads 2] [--out out/corpus] [--json]
+                                         [--rounds 8] [--threads 2] [--out out/corpus] [--fresh] [--json]
 
 Build the corpus first (`.venv/bin/python -m bench.corpus.build`). For each model, in one process run
 (BENCHMARKING.md): the fp32 model on ONNX Runtime (the baseline) and on OpenVINO; `hasten.optimize` with the
@@ -92,6 +92,7 @@ def candidates(built, model, calib, ev, args, folder: Path, console) -> tuple[li
     import hasten
     from bench.common import nncf_ov_int8
     from hasten.backends import get_backend
+    from hasten.errors import SearchError
     from hasten.model import load_onnx
 
     entry, threads = built.entry, args.threads
@@ -99,9 +100,14 @@ def candidates(built, model, calib, ev, args, folder: Path, console) -> tuple[li
             Row("OV fp32", "openvino", session=get_backend("openvino", threads=threads).compile(model))]
     result, t0 = None, time.perf_counter()
     try:
-        result = hasten.optimize(str(built.model_path), calib=calib, eval=ev, metric=entry.metric,
-                                 max_drop=entry.max_drop, time_budget=args.time_budget, threads=threads,
-                                 out=Path(args.out) / entry.name, force=True)
+        options = dict(calib=calib, eval=ev, metric=entry.metric, max_drop=entry.max_drop,
+                       time_budget=args.time_budget, threads=threads, out=Path(args.out) / entry.name)
+        try:  # resumes the same model's earlier search; --fresh (or a rebuilt model) starts over
+            result = hasten.optimize(str(built.model_path), force=args.fresh, **options)
+        except SearchError as exc:
+            if "holds the results of another model" not in str(exc):
+                raise
+            result = hasten.optimize(str(built.model_path), force=True, **options)
         chosen = result.chosen
         session = chosen.recipe.backend_instance(threads=threads).compile(load_onnx(result.model_path))
         rows.append(Row(f"hasten: {chosen.label}", chosen.recipe.backend, session, build_s=time.perf_counter() - t0))
@@ -288,6 +294,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=physical_cores())
     ap.add_argument("--root", default=str(corpus.ROOT))
     ap.add_argument("--out", default="out/corpus")
+    ap.add_argument("--fresh", action="store_true", help="discard earlier searches in OUT (default: resume)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
     args = ap.parse_args(argv)
     console = Console(stderr=args.json, width=max(Console().width, 180))
