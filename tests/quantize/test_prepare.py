@@ -174,3 +174,23 @@ def test_dynamic_int8_quantises_conv_and_the_folded_weights(thirdparty):
     onnx.checker.check_model(result.model.proto(), full_check=True)
     for x in _fresh(4):
         assert sqnr_db(_run(result.model, x), _run(thirdparty, x)) > 25.0
+
+
+def test_direct_static_quantisation_with_shared_statistics_upgrades_the_opset_too(thirdparty):
+    """Sensitivity and mixed precision call quantize_static with statistics of the graph they were given."""
+    from hasten.passes import default_pipeline
+    from hasten.quantize import collect_stats, quantize_static
+    from hasten.quantize.graph import inferred_proto
+    from hasten.quantize.int8 import stats_tensors
+    from hasten.quantize.qdq import name_nodes
+
+    model = default_pipeline("openvino")(thirdparty).model  # weights folded by the graph passes, still opset 12
+    assert model.opset == 12
+    calib = Samples({"x": thirdparty_images(16, 0)})
+    config = Int8StaticConfig()
+    stats = collect_stats(model, calib, tensors=stats_tensors(name_nodes(inferred_proto(model)), config))
+    result = quantize_static(model, config, calib, nodes_to_exclude=["head"], stats=stats)
+    assert result.model.opset == 13 and sorted(result.report["static"]) == ["conv", "proj"]
+    onnx.checker.check_model(result.model.proto(), full_check=True)
+    x = thirdparty_images(2, 9)
+    assert sqnr_db(_run(result.model, x), _run(thirdparty, x)) > 25.0

@@ -283,6 +283,9 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
     """Static int8 QDQ of `model`. `nodes_to_exclude` adds to `config.nodes_to_exclude`; `stats` from
     `collect_stats(model, calib)` (of this same model) skips the calibration pass. Returns a QuantResult whose
     report lists the static, dynamic and float nodes, the SmoothQuant factors and the ranges."""
+    from hasten.quantize.prepare import upgrade_for
+
+    model, config = upgrade_for(model, config)  # callers other than quantize() (sensitivity) skip its prepare
     proto = name_nodes(inferred_proto(model))
     idx = GraphIndex(proto.graph)
     excluded = set(config.nodes_to_exclude) | set(nodes_to_exclude)

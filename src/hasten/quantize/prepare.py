@@ -48,20 +48,30 @@ def prepare(model, config: QuantConfig) -> Prepared:
     """Fold weights into initializers and upgrade the opset to what `config` needs (module docstring)."""
     report: dict = {"folded_nodes": 0, "lifted_constants": 0, "opset": model.opset}
     work = fold_weights(model, report)
-    need = required_opset(config)
-    if need and work.opset < need:
-        try:
-            work = upgrade_opset(work, need)
-            report["opset_upgraded"] = [report["opset"], need]
-        except QuantizationError as exc:
-            fallback = _per_tensor(config)
-            if fallback is None or work.opset < required_opset(fallback):
-                raise QuantizationError(f"{config.scheme}: the model's opset {work.opset} is too old (needs "
-                                        f">= {need}) and {exc}") from exc
-            config = fallback
-            report["fallback"] = f"per-tensor: {exc}"
+    work, config = upgrade_for(work, config, report)
     report["opset_final"] = work.opset
     return Prepared(work, config, report)
+
+
+def upgrade_for(model, config: QuantConfig, report: dict | None = None):
+    """(model, config) with the opset `config` needs: `model` upgraded, or `config` per-tensor when the
+    upgrade fails and per-tensor is enough; unchanged when the opset suffices. Notes go into `report`."""
+    report = report if report is not None else {}
+    need = required_opset(config)
+    if not need or model.opset >= need:
+        return model, config
+    before = model.opset
+    try:
+        upgraded = upgrade_opset(model, need)
+    except QuantizationError as exc:
+        fallback = _per_tensor(config)
+        if fallback is None or before < required_opset(fallback):
+            raise QuantizationError(f"{config.scheme}: the model's opset {before} is too old (needs >= {need}) "
+                                    f"and {exc}") from exc
+        report["fallback"] = f"per-tensor: {exc}"
+        return model, fallback
+    report["opset_upgraded"] = [before, need]
+    return upgraded, config
 
 
 def _per_tensor(config: QuantConfig) -> QuantConfig | None:
