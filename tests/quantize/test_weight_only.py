@@ -114,3 +114,16 @@ def test_config_validation_and_registry():
     assert isinstance(cfg, Int4WeightConfig) and cfg.block_size == 64
     assert Int8WeightConfig.search_space()["block_size"] == [32, 64, 128]
     assert cfg.to_dict()["scheme"] == "int4-weight"
+
+
+def test_weights_behind_cast_reshape_transpose_identity_are_quantised():
+    """The third-party fixture: the MatMul weight is a Constant(fp16) -> Cast -> Reshape -> Transpose -> Identity
+    chain and the head a Gemm with transB=1; quantize() folds them, so both become MatMulNBits."""
+    from modelkit import make_thirdparty, thirdparty_images
+
+    model = hasten.load(make_thirdparty())
+    result = quantize(model, Int8WeightConfig())
+    assert sorted(result.report["quantized"]) == ["head", "proj"] and result.report["gemm_rewritten"] == ["head"]
+    assert {n.name for n in _nbits(result.model)} == {"head_Q8", "proj_Q8"}
+    held = Samples({"x": thirdparty_images(3, 5)})
+    assert sqnr_db(_out(result.model, held), _out(model, held)) > 30.0
