@@ -125,3 +125,10 @@ def test_headline_names_what_failed(tmp_path):
     assert "refuses approximate outputs" in data["summary"]["failures"]
     headline = re.search(r'<p class="big (\w+)" id="headline">(.*?)</p>', result.report_path.read_text())
     assert headline and headline.group(1) == "bad" and "every int8 candidate failed" in headline.group(2)
+
+
+def test_sensitivity_section_says_why_it_is_empty():
+    data = {"model": "m", "metrics": ["top1"], "budget": {"top1": 0.01}, "candidates": [],
+            "sensitivity": {"reason": "the time budget ran out before it could be measured", "rows": []}}
+    body = _section(render(data), "sensitivity")
+    assert "the time budget ran out" in body and "not needed" not in body

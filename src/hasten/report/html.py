@@ -243,9 +243,11 @@ def section_candidates(data) -> str:
 def section_sensitivity(data) -> str:
     sens = data.get("sensitivity")
     if not sens or not sens.get("rows"):
+        if sens and sens.get("reason"):  # the search says why (no int8-static candidate, the time budget...)
+            return f'<p class="muted">No per-layer sensitivity was measured: {escape(sens["reason"])}.</p>'
         return ('<p class="muted">No per-layer sensitivity was measured: every whole-model scheme the search '
                 'refined either fit the budget or could not beat the best model already in budget, so mixed '
-                'precision was not needed' + (f' ({escape(sens.get("reason", ""))})' if sens else "") + '.</p>')
+                'precision was not needed.</p>')
     rows = sens["rows"][:40]
     use_drop = any((r.get("metric_drop") or 0) > 0 for r in rows)
     unit = f'{sens.get("metric")} drop' if use_drop else "output SQNR dB (lower = more sensitive)"
