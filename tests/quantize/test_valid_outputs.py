@@ -162,3 +162,13 @@ def test_schemes_after_the_searchs_other_graph_variants_write_valid_models(bert_
     _assert_valid_and_inspectable(model, tmp_path / "g.onnx", capsys)
     result = quantize(model, config_for(scheme), _bert_samples(16, 0))
     _assert_valid_and_inspectable(result.model, tmp_path / "q.onnx", capsys)
+
+
+def test_inferred_proto_types_every_output_of_a_fused_graph(graphs):
+    """ONNX's own inference leaves contrib-op outputs untyped; inferred_proto fills them (ORT symbolic)."""
+    from hasten.quantize.graph import inferred_proto, untyped_values
+
+    fused = graphs[("bert", "onnxruntime")][0]
+    onnx_only = onnx.shape_inference.infer_shapes(fused.proto(), strict_mode=False)
+    assert untyped_values(onnx_only)  # e.g. the Attention and SkipLayerNormalization outputs
+    assert untyped_values(inferred_proto(fused)) == set()
