@@ -27,9 +27,9 @@ def cpu_model() -> str:
 
 def environment(settings=None) -> dict:
     from hasten.backends import physical_cores
-    from hasten.search.space import cpu_flags
+    from hasten.measure.isa import cpu_features
 
-    flags = cpu_flags()
+    flags = cpu_features()
     versions = {}
     for name in PACKAGES:
         versions[name] = package_version(name)

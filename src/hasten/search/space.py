@@ -20,35 +20,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from functools import cache
 
+from hasten.measure.isa import cpu_features, native_dtypes
 from hasten.recipe import Recipe, Step
 
 logger = logging.getLogger(__name__)
 
 #: runtime options worth trying per backend: option -> values (other than the default); `_REQUIRES` says
-#: which CPU flags a value needs to be worth it.
+#: which dtype the CPU must run natively (hasten.measure.isa.native_dtypes) for a value to be worth it.
 BACKEND_OPTIONS: dict[str, dict[str, list]] = {"openvino": {"precision": ["bf16"]}}
-_REQUIRES = {("precision", "bf16"): ("avx512_bf16", "amx_bf16")}
+_REQUIRES = {("precision", "bf16"): "bf16"}
 #: option names that only change speed, never the numbers (so a variant shares its parent's accuracy)
 SPEED_ONLY_OPTIONS = ("threads",)
 #: Transitional: what built-in schemes do not declare yet. A scheme class declares `compute_dtype` (the
 #: arithmetic it needs the target to have, pruned when the target lacks it) and `experimental = True` (tried
 #: only when asked for by name); these defaults apply only while the class does not declare them.
-_UNDECLARED_DTYPE = {"fp16": "fp16"}
+_UNDECLARED_DTYPE = {"fp16": "fp16", "bf16": "bf16"}
 _UNDECLARED_EXPERIMENTAL = ("binary",)
-
-
-@cache
-def cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 @dataclass(frozen=True)
@@ -148,13 +136,13 @@ class Space:
         return out
 
     def runtime_options(self, backend: str) -> list[tuple[str, object]]:
-        flags = cpu_flags()
+        native = native_dtypes(cpu_features())
         out = []
         for option, values in BACKEND_OPTIONS.get(backend, {}).items():
             for value in values:
                 needs = _REQUIRES.get((option, value))
-                if needs and not (flags & set(needs)):
-                    logger.info("skipping %s %s=%s: the CPU lacks %s", backend, option, value, needs)
+                if needs and needs not in native:
+                    logger.info("skipping %s %s=%s: the CPU has no native %s", backend, option, value, needs)
                     continue
                 out.append((option, value))
         return out

@@ -95,14 +95,14 @@ def student_options(src, seed: int = 0, calib_items: int | None = None) -> list[
     from torch import nn
 
     from hasten.compress.prune import find_encoder_layers, layer_keep
-    from hasten.search.space import cpu_flags
+    from hasten.measure.isa import cpu_features, native_dtypes
 
     lr, freeze, items, max_steps = KIND_DEFAULTS.get(src.kind, KIND_DEFAULTS["custom"])
     data = "source" if src.kind in ("embedding", "classifier") else "calibration"
     if data == "calibration":
         items = calib_items
     found = find_encoder_layers(src.module)
-    bf16 = found is not None and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    bf16 = found is not None and "bf16" in native_dtypes(cpu_features())
     distill = {"batch_size": 32, "lr": lr, "freeze": list(freeze), "seed": seed, "bf16": bf16}
     shapes = []
     if found is not None:

@@ -1,0 +1,30 @@
+"""The search space prunes what the CPU cannot run natively (bf16 on an AVX2-only host), on any host."""
+
+from hasten.recipe import Recipe
+from hasten.search import space as space_mod
+from hasten.search.space import Space
+
+ZEN3 = frozenset({"avx", "avx2", "fma", "f16c", "sse4_1"})
+ZEN4 = ZEN3 | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"}
+
+
+def _schemes(target_dtypes):
+    sp = Space(["onnxruntime", "openvino"], [1], 16, target_dtypes=target_dtypes)
+    names = {c.recipe.steps[-1].name for c in sp.scheme_candidates(Recipe((), "openvino", {"threads": 1}))}
+    return names, sp.skipped
+
+
+def test_bf16_scheme_pruned_without_native_bf16():
+    names, skipped = _schemes(("fp32", "int8"))
+    assert "bf16" not in names and "fp16" not in names and "int8-static" in names
+    assert "no bf16 arithmetic" in skipped["bf16 on openvino"]
+    names, _ = _schemes(("fp32", "bf16", "int8"))
+    assert "bf16" in names
+
+
+def test_openvino_bf16_precision_only_with_native_bf16(monkeypatch):
+    sp = Space(["openvino"], [1], 16)
+    monkeypatch.setattr(space_mod, "cpu_features", lambda: ZEN3)
+    assert ("precision", "bf16") not in sp.runtime_options("openvino")
+    monkeypatch.setattr(space_mod, "cpu_features", lambda: ZEN4)
+    assert ("precision", "bf16") in sp.runtime_options("openvino")
