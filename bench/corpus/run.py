@@ -16,6 +16,7 @@ speed-up vs ONNX Runtime fp32, ratio vs NNCF, metric and drop, candidates failed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -118,7 +119,8 @@ def candidates(built, model, calib, ev, args, folder: Path, console) -> tuple[li
     for label, transformer in presets:
         t0 = time.perf_counter()
         try:
-            quantized = nncf_ov_int8(model, calib, transformer=transformer, subset=args.calib_items)
+            with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: keep stdout for --json
+                quantized = nncf_ov_int8(model, calib, transformer=transformer, subset=args.calib_items)
             rows.append(Row(label, "openvino", get_backend("openvino", threads=threads).compile_ov(quantized),
                             build_s=time.perf_counter() - t0))
         except Exception as exc:
@@ -175,6 +177,16 @@ def time_rows(rows: list[Row], ev, args) -> None:
             row.median_ms, row.p90_ms = lat[row.label].median_ms, lat[row.label].p90_ms
 
 
+def statuses(result) -> str:
+    """The search's candidates counted by status, e.g. "7 in-budget, 3 rejected, 2 failed, 4 not-tried"."""
+    if result is None:
+        return ""
+    counts: dict[str, int] = {}
+    for r in result.records:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
 def failures(result) -> tuple[int, str]:
     """How many of the search's candidates failed, and the commonest reasons (each once, with a count)."""
     if result is None:
@@ -212,7 +224,8 @@ def bench_model(name: str, args, console) -> dict:
     fastest = min(anchors, key=lambda r: r.median_ms, default=None)
     return {"model": name, "kind": built.entry.kind, "metric": built.entry.metric, "max_drop": budget,
             "fp32_metric": fp32, "shape": {k: list(v.shape[1:]) for k, v in ev.arrays.items()},
-            "eval_items": len(ev), "search_failed": n_failed, "search_failed_why": why,
+            "eval_items": len(ev), "search": statuses(result), "search_failed": n_failed,
+            "search_failed_why": why,
             "fastest_anchor": fastest.label if fastest else None,
             "vs_fastest_anchor": (fastest.median_ms / hasten_row.median_ms) if fastest and hasten_row.median_ms
             else None,
@@ -253,9 +266,10 @@ def print_tables(reports: list[dict], args, console) -> None:
     console.print(detail)
     summary = Table(title="corpus summary: hasten's choice per model")
     for col in ("model", "hasten choice", "ms", "vs ORT fp32", "vs NNCF default", "vs NNCF fitting",
-                "vs fastest in-budget anchor", "metric fp32 -> hasten (drop / budget)", "search failed (why)"):
-        summary.add_column(col, justify="left" if col in ("model", "hasten choice", "search failed (why)")
-                           else "right")
+                "vs fastest in-budget anchor", "metric fp32 -> hasten (drop / budget)", "search failed (why)",
+                "search candidates"):
+        summary.add_column(col, justify="left" if col in ("model", "hasten choice", "search failed (why)",
+                                                          "search candidates") else "right")
     for rep in reports:
         rows = {r["label"]: r for r in rep["rows"]}
         h = next(r for r in rep["rows"] if r["label"].startswith("hasten"))
@@ -275,7 +289,8 @@ def print_tables(reports: list[dict], args, console) -> None:
                         vs(fitting), anchor,
                         f"{rep['fp32_metric'][backend]:.4f} -> {_fmt(h['metric'], '.4f')} "
                         f"({_fmt(h['drop'], '+.4f')} / {rep['max_drop']:g})",
-                        f"{rep['search_failed']}: {rep['search_failed_why']}"[:110] if rep["search_failed"] else "0")
+                        f"{rep['search_failed']}: {rep['search_failed_why']}"[:110] if rep["search_failed"] else "0",
+                        rep["search"])
     console.print(summary)
     console.print(f"machine: {machine_line()}; hasten optimize --time-budget {args.time_budget} per model; "
                   "'vs X' = X's median / hasten's (above 1: hasten is faster)")

@@ -208,7 +208,7 @@ def builder(arch: Arch):
 def entries() -> list:
     from bench.corpus import Entry
 
-    return [Entry(a.name, "random-init", builder(a), metric="cosine", max_drop=0.01, transformer=a.transformer,
+    return [Entry(a.name, "random-init", builder(a), metric="cosine", max_drop=0.005, transformer=a.transformer,
                   description=f"{a.build_module} at random init, {a.exporter} opset {a.opset}, cosine vs fp32",
                   ci=a.name == "tiny-bert")
             for a in ARCHS]
