@@ -9,6 +9,9 @@ model's first output over the evaluation set, concatenated along axis 0 (hasten 
 - `yolox_box_f1`:    ddddocr det (N, 3549, 6), YOLOX head at 416²: F1 of the boxes (score > 0.3, after NMS)
                      matched to the reference's at IoU >= 0.5; 1 for an item where neither has a box.
 - `yolov8_scores_cosine`: nudenet (N, 22, K): cosine of the class-score block against the reference, per item.
+- `centred_cosine`:  random-init models: per-item cosine after subtracting the reference's mean over items
+                     from both (untrained nets give nearly the same output for every input; the common part
+                     would hide the error in what differs between items).
 Labels are code points, 0-padded (bench.corpus.models.encode_texts).
 """
 
@@ -152,6 +155,17 @@ def yolov8_scores_cosine(candidate, reference, labels=None) -> float:
     """Mean per-item cosine of the class scores (rows 4: of a YOLOv8 head) against the reference."""
     c = np.asarray(candidate, np.float64)[:, 4:].reshape(len(candidate), -1)
     r = np.asarray(reference, np.float64)[:, 4:].reshape(len(reference), -1)
+    denom = np.linalg.norm(c, axis=1) * np.linalg.norm(r, axis=1)
+    cos = np.where(denom > 0, (c * r).sum(1) / np.maximum(denom, 1e-300), 0.0)
+    return float(np.nan_to_num(cos, nan=-1.0).mean())
+
+
+def centred_cosine(candidate, reference, labels=None) -> float:
+    """Mean per-item cosine of (candidate - m) and (reference - m), m the reference's mean over items."""
+    c = np.asarray(candidate, np.float64).reshape(len(candidate), -1)
+    r = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    mean = r.mean(0, keepdims=True)
+    c, r = c - mean, r - mean
     denom = np.linalg.norm(c, axis=1) * np.linalg.norm(r, axis=1)
     cos = np.where(denom > 0, (c * r).sum(1) / np.maximum(denom, 1e-300), 0.0)
     return float(np.nan_to_num(cos, nan=-1.0).mean())
