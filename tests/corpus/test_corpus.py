@@ -198,3 +198,12 @@ def test_tiny_bert_int8_keeps_cosine_and_writes_a_valid_model(built, scheme, tmp
     # measured 28-29 dB (cosine 0.999) with VNNI; the margin covers AVX2's saturating int8 pair sums
     assert sqnr.mean >= 18.0 and cos.worst >= 0.98, f"{scheme}: SQNR {sqnr}, cosine {cos}"
     assert sqnr.mean < 60.0, "an int8 model this close to fp32 quantised nothing that matters"
+
+
+def test_centred_cosine_sees_error_that_a_common_output_part_hides():
+    rng = np.random.default_rng(1)
+    ref = 100.0 + rng.standard_normal((20, 30))  # nearly the same output for every item
+    noisy = ref + rng.standard_normal((20, 30))  # error as large as what differs between items
+    assert CosineFidelity().score(noisy, ref).mean > 0.999
+    assert metrics.centred_cosine(ref, ref) == pytest.approx(1.0)
+    assert metrics.centred_cosine(noisy, ref) < 0.8
