@@ -103,3 +103,15 @@ def test_load_accepts_the_written_model(tmp_path):
     assert json.loads(result.results_path.read_text())["budget"] == {"sqnr": 170.0}
     loaded = hasten.load(str(result.model_path))
     assert [s.name for s in loaded.inputs] == ["x"]
+
+
+def test_hasten_quantize_stays_callable_after_the_subpackage_is_imported():
+    from modelkit import make_mlp
+
+    import hasten
+    from hasten.quantize import config_for  # binds the subpackage to hasten.quantize
+
+    model = hasten.load(make_mlp())
+    samples = hasten.Samples.synthetic(model, 8, seed=0)
+    result = hasten.quantize(model, config_for("int8-dynamic"), samples)
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in result.model.proto().graph.node)

@@ -8,6 +8,9 @@ The maths lives in hasten.quantize.primitives, the statistics in hasten.quantize
 streamed), the ranges in hasten.quantize.calibrate, SmoothQuant in hasten.quantize.smoothquant.
 """
 
+import sys
+import types
+
 from hasten.quantize import int8  # noqa: F401  (registers int8-dynamic, int8-static)
 from hasten.quantize.base import QuantConfig, QuantResult, config_for, quantize, schemes
 from hasten.quantize.int8 import Int8DynamicConfig, Int8StaticConfig, quantize_static
@@ -22,3 +25,14 @@ for _name in ("weight_only", "float16", "binary"):  # the other schemes register
 
 __all__ = ["ActivationStats", "Int8DynamicConfig", "Int8StaticConfig", "QuantConfig", "QuantResult",
            "collect_stats", "config_for", "quantize", "quantize_static", "schemes"]
+
+
+class _CallablePackage(types.ModuleType):
+    """`hasten.quantize(...)` is the public function even after this package is imported: Python binds the
+    subpackage to the name `hasten.quantize`, so the package itself forwards calls to `quantize`."""
+
+    def __call__(self, *args, **kwargs):
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
