@@ -135,3 +135,32 @@ def thirdparty_images(n: int, seed: int, shape: tuple[int, ...] = THIRDPARTY_SAM
     """`n` images in [0, 1] of `shape` (its batch dim is replaced by n)."""
     rng = np.random.default_rng(seed)
     return rng.random((n, *shape[1:]), dtype=np.float32)
+
+
+def make_tiny_bert(vocab: int, seq: int, hidden: int, layers: int, heads: int, ffn: int):
+    """A random BERT encoder (torch manual seed 0) exported by the TorchScript exporter at opset 17, with
+    dynamic batch and sequence dims; inputs input_ids, attention_mask, token_type_ids -> last_hidden_state."""
+    import torch
+    import transformers
+
+    from hasten.export import from_torch
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
+                                     num_attention_heads=heads, intermediate_size=ffn,
+                                     max_position_embeddings=seq, attn_implementation="eager")
+    encoder = transformers.BertModel(config).eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+    ids = torch.randint(0, vocab, (2, seq))
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    axes = {n: {0: "batch", 1: "seq"} for n in [*example, "last_hidden_state"]}
+    return from_torch(Wrapper(encoder), example, output_names=["last_hidden_state"], dynamic_axes=axes, opset=17)

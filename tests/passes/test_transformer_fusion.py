@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from modelkit import make_tiny_bert
 from onnx import helper
 
 from hasten.passes import get_pass, optimize_graph
@@ -21,28 +22,7 @@ FUSED = {"Attention": 2, "SkipLayerNormalization": 4, "EmbedLayerNormalization":
 
 @pytest.fixture(scope="module")
 def bert():
-    from hasten.export import from_torch
-
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
-                                     num_attention_heads=4, intermediate_size=128, max_position_embeddings=SEQ,
-                                     attn_implementation="eager")
-    encoder = transformers.BertModel(config).eval()
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
-
-    ids = torch.randint(0, VOCAB, (2, SEQ))
-    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    dyn = {"batch": 0, "seq": 1}
-    axes = {n: {v: k for k, v in dyn.items()} for n in [*example, "last_hidden_state"]}
-    return from_torch(Wrapper(encoder), example, output_names=["last_hidden_state"], dynamic_axes=axes, opset=17)
+    return make_tiny_bert(VOCAB, SEQ, hidden=64, layers=2, heads=4, ffn=128)
 
 
 def bert_feeds(seed: int, batch: int = 3, seq: int = 11) -> dict[str, np.ndarray]:

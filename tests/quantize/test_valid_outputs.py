@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from modelkit import make_thirdparty, thirdparty_images
+from modelkit import make_thirdparty, make_tiny_bert, thirdparty_images
 
 import hasten
 from hasten.cli import main
@@ -33,27 +33,7 @@ CASES = [("bert", "onnxruntime"), ("bert", "openvino"), ("cnn", None), ("cnn", "
 
 
 def _tiny_bert() -> hasten.Model:
-    from hasten.export import from_torch
-
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=SEQ,
-                                     attn_implementation="eager")
-    encoder = transformers.BertModel(config).eval()
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
-
-    ids = torch.randint(0, VOCAB, (2, SEQ))
-    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    axes = {n: {0: "batch", 1: "seq"} for n in [*example, "last_hidden_state"]}
-    return from_torch(Wrapper(encoder), example, output_names=["last_hidden_state"], dynamic_axes=axes, opset=17)
+    return make_tiny_bert(VOCAB, SEQ, hidden=32, layers=1, heads=2, ffn=64)
 
 
 def _bert_samples(n: int, seed: int) -> Samples:
