@@ -24,6 +24,11 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
+def copy_model(folder: Path, spec: tuple[str, str]) -> None:
+    """Copy a package's model file (spec = (package, relative path)) to `folder/model.onnx`."""
+    (folder / "model.onnx").write_bytes(package_file(*spec).read_bytes())
+
+
 def save_npz(path: Path, arrays: dict[str, np.ndarray], labels: np.ndarray | None = None) -> None:
     """Named arrays (shared leading batch axis) and optional `labels` as an uncompressed .npz."""
     sizes = {k: len(v) for k, v in arrays.items()}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from bench.corpus.models import package_file, save_npz
+from bench.corpus.models import copy_model, save_npz
 from bench.corpus.models.ocr import WORDS
 
 DDDDOCR_DET = ("ddddocr", "common_det.onnx")
@@ -108,14 +108,10 @@ def _write(folder: Path, name: str, make, n_calib: int, n_eval: int, seed: int) 
         save_npz(folder / f"{split}.npz", {name: np.stack([make(rng) for _ in range(n)])})
 
 
-def _copy(folder: Path, spec: tuple[str, str]) -> None:
-    (folder / "model.onnx").write_bytes(package_file(*spec).read_bytes())
-
-
 def build_ddddocr_det(folder: Path, small: bool) -> dict:
     n_calib, n_eval = (8, 12) if small else (48, 100)
     _write(folder, "images", glyph_scene, n_calib, n_eval, seed=30)
-    _copy(folder, DDDDOCR_DET)
+    copy_model(folder, DDDDOCR_DET)
     return {"source": "PyPI ddddocr 1.6.1 common_det.onnx (YOLOX-style, PyTorch export, opset 11)",
             "shape": [1, 3, 416, 416], "n_calib": n_calib, "n_eval": n_eval}
 
@@ -123,7 +119,7 @@ def build_ddddocr_det(folder: Path, small: bool) -> dict:
 def build_nudenet(folder: Path, small: bool) -> dict:
     n_calib, n_eval = (8, 12) if small else (48, 100)
     _write(folder, "images", blob_scene, n_calib, n_eval, seed=40)
-    _copy(folder, NUDENET)
+    copy_model(folder, NUDENET)
     return {"source": "PyPI nudenet 3.4.2 320n.onnx (YOLOv8n, PyTorch export, opset 17, dynamic dims)",
             "shape": [1, 3, 320, 320], "n_calib": n_calib, "n_eval": n_eval}
 
@@ -131,7 +127,7 @@ def build_nudenet(folder: Path, small: bool) -> dict:
 def build_ppocr_det(folder: Path, small: bool) -> dict:
     n_calib, n_eval = (8, 12) if small else (48, 100)
     _write(folder, "x", text_page, n_calib, n_eval, seed=50)
-    _copy(folder, PPOCR_DET)
+    copy_model(folder, PPOCR_DET)
     return {"source": "PyPI rapidocr-onnxruntime 1.4.4 ch_PP-OCRv4_det (paddle2onnx, opset 12, DB head)",
             "shape": [1, 3, 256, 384], "n_calib": n_calib, "n_eval": n_eval}
 

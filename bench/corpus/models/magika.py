@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.corpus.models import package_file, save_npz, split
+from bench.corpus.models import copy_model, package_file, save_npz, split
 
 MODEL = ("magika", "models/standard_v3_3/model.onnx")
 CONFIG = ("magika", "models/standard_v3_3/config.min.json")
@@ -134,7 +134,7 @@ def build(folder: Path, small: bool) -> dict:
     calib, ev = split(len(items), len(items) // 2, seed=0)
     save_npz(folder / "calib.npz", {"bytes": x[calib]}, y[calib])
     save_npz(folder / "eval.npz", {"bytes": x[ev]}, y[ev])
-    (folder / "model.onnx").write_bytes(package_file(*MODEL).read_bytes())
+    copy_model(folder, MODEL)
     return {"source": "PyPI magika (standard_v3_3), tf2onnx, opset 15", "labels": sorted(files),
             "n_calib": len(calib), "n_eval": len(ev), "files": {k: len(v) for k, v in files.items()},
             "roots": [str(r) for r in roots()]}

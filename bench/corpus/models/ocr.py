@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bench.corpus.models import encode_texts, package_file, save_npz
+from bench.corpus.models import copy_model, encode_texts, save_npz
 
 DDDDOCR = ("ddddocr", "common.onnx")
 PPOCR_REC = ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx")
@@ -92,7 +92,7 @@ def build_ddddocr(folder: Path, small: bool) -> dict:
 
     n_calib, n_eval = (16, 24) if small else (64, 200)
     _write(folder, "input1", make, n_calib, n_eval, seed=10)
-    (folder / "model.onnx").write_bytes(package_file(*DDDDOCR).read_bytes())
+    copy_model(folder, DDDDOCR)
     return {"source": "PyPI ddddocr 1.6.1 common.onnx (PyTorch export, opset 12, CNN + LSTM)",
             "shape": [1, 1, 64, 256], "n_calib": n_calib, "n_eval": n_eval}
 
@@ -104,7 +104,7 @@ def build_ppocr_rec(folder: Path, small: bool) -> dict:
 
     n_calib, n_eval = (16, 24) if small else (64, 200)
     _write(folder, "x", make, n_calib, n_eval, seed=20)
-    (folder / "model.onnx").write_bytes(package_file(*PPOCR_REC).read_bytes())
+    copy_model(folder, PPOCR_REC)
     return {"source": "PyPI rapidocr-onnxruntime 1.4.4 ch_PP-OCRv4_rec (paddle2onnx, opset 12, CNN + SVTR)",
             "shape": [1, 3, 48, 320], "n_calib": n_calib, "n_eval": n_eval}
 
