@@ -28,3 +28,14 @@ def test_openvino_bf16_precision_only_with_native_bf16(monkeypatch):
     assert ("precision", "bf16") not in sp.runtime_options("openvino")
     monkeypatch.setattr(space_mod, "cpu_features", lambda: ZEN4)
     assert ("precision", "bf16") in sp.runtime_options("openvino")
+
+
+def test_weight_only_schemes_left_off_openvino_unless_asked_for():
+    names, skipped = _schemes(("fp32", "int8"))
+    assert "int8-weight" not in names and "int4-weight" not in names and "int8-dynamic" in names
+    assert "runs on onnxruntime only" in skipped["int4-weight on openvino"]
+    sp = Space(["openvino"], [1], 16, schemes=["int8-weight"])
+    asked = [c.recipe.steps[-1].name for c in sp.scheme_candidates(Recipe((), "openvino", {"threads": 1}))]
+    assert asked == ["int8-weight"]
+    ort = Space(["onnxruntime"], [1], 16).scheme_candidates(Recipe((), "onnxruntime", {"threads": 1}))
+    assert {"int8-weight", "int4-weight"} <= {c.recipe.steps[-1].name for c in ort}

@@ -32,6 +32,8 @@ BACKEND_OPTIONS: dict[str, dict[str, list]] = {"openvino": {"precision": ["bf16"
 _REQUIRES = {("precision", "bf16"): "bf16"}
 #: option names that only change speed, never the numbers (so a variant shares its parent's accuracy)
 SPEED_ONLY_OPTIONS = ("threads",)
+#: the note of each backend's default graph-pipeline candidate
+DEFAULT_PIPELINE = "default graph pipeline"
 #: Transitional: what built-in schemes do not declare yet. A scheme class declares `compute_dtype` (the
 #: arithmetic it needs the target to have, pruned when the target lacks it) and `experimental = True` (tried
 #: only when asked for by name); these defaults apply only while the class does not declare them.
@@ -175,7 +177,7 @@ class Space:
         base = self.pipeline(backend)
         out = []
         if base:
-            out.append(Candidate(self.recipe(base, backend), "graph", note="default graph pipeline"))
+            out.append(Candidate(self.recipe(base, backend), "graph", note=DEFAULT_PIPELINE))
         in_base = {s.name for s in base}
         for name in reg.registered():
             if not self._pass_allowed(name):
@@ -219,8 +221,8 @@ class Space:
             return (f"the target has no {dtype} arithmetic (it has {', '.join(self.target_dtypes)}); "
                     "ask for it by name to try it anyway")
         declared = getattr(cls, "backends", None)
-        if declared is not None and backend not in declared:
-            return f"runs on {', '.join(declared)} only"
+        if self.only_schemes is None and declared is not None and backend not in declared:
+            return f"runs on {', '.join(declared)} only (ask for it by name to try it anyway)"
         if getattr(cls, "min_samples", 0) and self.calibration_items is None:
             return "needs calibration data (--calib)"
         return None
