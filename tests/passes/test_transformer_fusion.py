@@ -69,6 +69,28 @@ def test_noop_on_a_graph_without_transformer_patterns():
     assert model.fingerprint() == fp
 
 
+def test_graph_without_norm_or_gelu_skips_the_ort_tool(monkeypatch, bert):
+    """A CNN has nothing ORT's tool can fuse: the pass must not run it (it took 34 s on PP-OCR's detector)."""
+    import onnxruntime.transformers.optimizer as ort_optimizer
+
+    from hasten.passes.transformer_fusion import has_fusable_ops
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    cnn = make_model(nodes, [vinfo("x", ["batch", 3, 8, 8])], [vinfo("y", ["batch", 4, 6, 6])],
+                     {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32)})
+    assert not has_fusable_ops(cnn) and has_fusable_ops(bert)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ORT's optimizer ran on a graph with nothing to fuse")
+
+    monkeypatch.setattr(ort_optimizer, "optimize_model", refuse)
+    result = get_pass("transformer_fusion")(cnn)
+    assert result.modified is False and result.model is cnn
+    with pytest.raises(Exception, match="nothing to fuse"):  # a BERT still reaches the tool
+        get_pass("transformer_fusion")(bert)
+
+
 def test_optimize_graph_pipeline(bert):
     result = optimize_graph(bert, backend="onnxruntime")
     assert result.modified

@@ -93,6 +93,17 @@ def detect_heads(model: Model) -> tuple[int, int]:
     return found.most_common(1)[0][0]
 
 
+#: every fusion of ORT's tool starts from one of these: a layer norm (fused or as ReduceMean ... Sqrt) or a Gelu
+_NORM_OR_GELU = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+                 "SkipSimplifiedLayerNormalization", "Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh"}
+
+
+def has_fusable_ops(model: Model) -> bool:
+    """Can any fusion fire? Attention, Skip/Embed-LayerNorm and Gelu fusions all need a layer norm or a Gelu."""
+    ops = {node.op_type for node in model.graph.all_nodes()}
+    return bool(ops & _NORM_OR_GELU) or ("ReduceMean" in ops and bool(ops & {"Sqrt", "Pow"}))
+
+
 def _histogram(proto: onnx.ModelProto) -> Counter[str]:
     return Counter(n.op_type for n in proto.graph.node)
 
@@ -132,6 +143,9 @@ class TransformerFusion(Pass):
         if cfg.model_type not in MODEL_TYPES:
             raise HastenError(f"transformer_fusion: unknown model_type {cfg.model_type!r}; "
                               f"ONNX Runtime knows {sorted(MODEL_TYPES)}")
+        if not has_fusable_ops(model):  # a CNN: ORT's tool would spend a minute finding nothing
+            logger.info("transformer_fusion: no layer norm or Gelu in the graph; nothing to fuse")
+            return model.ir, False, {}
         num_heads, hidden_size = cfg.num_heads, cfg.hidden_size
         if num_heads <= 0 or hidden_size <= 0:
             heads, hidden = detect_heads(model)
