@@ -153,3 +153,18 @@ def test_bad_evaluation_data_is_a_clear_error(model, data, tmp_path):
         optimize(model, calib, data[1], metric="cosine", max_drop="bogus=1", out=tmp_path / "c")
     with pytest.raises(SearchError, match="time-budget"):
         optimize(model, calib, data[1], time_budget="soon", out=tmp_path / "d")
+
+
+def test_graph_variants_stop_at_their_share_of_the_budget(model, data, tmp_path, monkeypatch):
+    """Graph variants beyond the default pipeline may use only GRAPH_SHARE of the time: at 0 only the default
+    pipeline is built, the variants are not tried (and say why), and the schemes still run on it."""
+    monkeypatch.setattr(tuner_module, "GRAPH_SHARE", 0.0)
+    timer = FakeTimer(scheme_speed({"int8-dynamic": 1.5}), noise=0.02, seed=0)
+    result = _run(model, data, tmp_path / "out", schemes=("int8-dynamic",), mixed_precision=False,
+                  timer=timer, time_budget=600)
+    graph = [r for r in result.records if r.origin == "graph"]
+    built = [r for r in graph if r.status != "not-tried"]
+    skipped = [r for r in graph if r.status == "not-tried"]
+    assert [r.note for r in built] == ["default graph pipeline"], [(r.note, r.status) for r in graph]
+    assert skipped and all("graph stage's share" in r.reason for r in skipped)
+    assert result.chosen.recipe.steps[-1].name == "int8-dynamic"

@@ -39,7 +39,7 @@ from hasten.search.cache import ResultCache, atomic_write_json, digest
 from hasten.search.evaluate import Accuracy, CandidateFailure, Evaluator
 from hasten.search.records import Record, model_bytes
 from hasten.search.runner import CandidateRunner, _dup_key, _one_line
-from hasten.search.space import Candidate, Space, reference_key
+from hasten.search.space import DEFAULT_PIPELINE, Candidate, Space, reference_key
 from hasten.search.timing import Timing
 from hasten.search.training import student_stage
 
@@ -139,6 +139,7 @@ class Tuner(CandidateRunner):
         self.records: OrderedDict[str, Record] = OrderedDict()
         self.sessions: dict[str, object] = {}  # live sessions awaiting a latency screen
         self.time_rejected = False  # time out-of-budget candidates too (the scheme stage)
+        self.held_s = 0.0  # time held back for mixed precision while a missing scheme's options are tried
         self.by_fingerprint: dict[tuple, str] = {}
         self.models: OrderedDict[str, object] = OrderedDict()  # steps key -> Model (a small LRU)
         self.notes: list[str] = []
@@ -168,7 +169,7 @@ class Tuner(CandidateRunner):
         ms = (self.baseline.median_ms if self.baseline and self.baseline.median_ms else 20.0)
         n = self.settings.finalists * len(self.settings.threads) + 1
         return Timing.final(self.settings.final_seconds).estimate_s(n, ms) + 2.0 * n + 10.0 + \
-            self.sensitivity_reserve_s()
+            self.sensitivity_reserve_s() + self.held_s
 
     def sensitivity_reserve_s(self) -> float:
         """Time kept for the report's per-layer sensitivity while none has been measured: about five
@@ -251,12 +252,17 @@ class Tuner(CandidateRunner):
 
     def _stage_graph(self) -> dict[str, Record]:
         self.emit("stage", "graph passes per backend")
-        for backend in self.space.backends:
-            for cand in self.space.graph_variants(backend):
-                if not self.can_start():
-                    self._not_tried([cand])
-                    continue
-                self.add(cand)
+        # each backend's default pipeline first (the schemes build on it), then one change at a time while
+        # the stage is inside its share of the time left: graph variants must not starve the schemes
+        every = [c for b in self.space.backends for c in self.space.graph_variants(b)]
+        defaults = [c for c in every if c.note == DEFAULT_PIPELINE]
+        stage_end = time.perf_counter() + GRAPH_SHARE * max(0.0, self.time_left() - self.reserve_s())
+        for cand in defaults + [c for c in every if c.note != DEFAULT_PIPELINE]:
+            if not self.can_start() or (cand.note != DEFAULT_PIPELINE and time.perf_counter() > stage_end):
+                self._not_tried([cand], "the graph stage's share of the time budget ran out"
+                                if self.can_start() else "the time budget ran out")
+                continue
+            self.add(cand)
         recs = [r for r in self.records.values() if r.within and r is not self.baseline]
         self.screen(recs, "baselines and graph variants")
         bases = {}
@@ -307,6 +313,11 @@ class Tuner(CandidateRunner):
                     (parent.speedup or 0) <= (best.speedup or 0) * (0.6 if parent.within else 0.8):
                 continue
             root = parent  # the whole-model scheme: its screen says what its family could gain
+            # a scheme that misses the budget while nothing quantised is in it: its options may use only
+            # part of the time left, the rest is kept for mixed precision (which targets the miss directly)
+            if not parent.within and self.settings.mixed_precision and _sensitive(parent) \
+                    and not _quantised_within(self.records.values()):
+                self.held_s = MIXED_SHARE * max(0.0, self.time_left() - self.reserve_s())
             family = self._refine_options(parent)
             far: set[tuple[str, str]] = set()
             for _ in range(MAX_ROUNDS - 1):  # coordinate descent: refine the best variant again
@@ -317,6 +328,7 @@ class Tuner(CandidateRunner):
                 far |= {_changed(r, parent) for r in family if r.stage == "subset" and r.parent == parent.key}
                 parent = lead
                 family += [r for r in self._refine_options(lead, skip=far) if r not in family]
+            self.held_s = 0.0
             families.append((root, family))
             if not any(r.within for r in family) and self.settings.mixed_precision:
                 best = self.best()
@@ -390,11 +402,11 @@ class Tuner(CandidateRunner):
             family.append(rec)
         return family
 
-    def _not_tried(self, cands: list[Candidate]) -> None:
+    def _not_tried(self, cands: list[Candidate], reason: str = "the time budget ran out") -> None:
         for cand in cands:
             if cand.key not in self.records:
                 self.records[cand.key] = Record(cand.key, cand.recipe, cand.origin, cand.parent, cand.note,
-                                                status="not-tried", reason="the time budget ran out")
+                                                status="not-tried", reason=reason)
 
     # -- the end -------------------------------------------------------------------------------------
     def _finish(self, interrupted: bool) -> SearchResult:
@@ -423,6 +435,10 @@ def _sensitive(rec: Record) -> bool:
 
 #: rounds of one-option-at-a-time refinement per scheme (each round starts from the previous round's best)
 MAX_ROUNDS = 3
+#: share of the time left after the baselines that graph variants (beyond each default pipeline) may use
+GRAPH_SHARE = 0.3
+#: share of the time left that a missing scheme's option refinement leaves to mixed precision
+MIXED_SHARE = 0.5
 
 
 def _changed(child: Record, parent: Record) -> tuple[str, str]:
