@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/corpus/run.py [--models a,b] [--time-budget 3m] [--eval-items N] [--seconds 5]
                                          [--rounds 8] [--threads 2] [--out out/corpus] [--fresh] [--json]
+                                         [--save DIR] [--tables-from DIR]
 
 Build the corpus first (`.venv/bin/python -m bench.corpus.build`). For each model, in one process run
 (BENCHMARKING.md): the fp32 model on ONNX Runtime (the baseline) and on OpenVINO; `hasten.optimize` with the
@@ -30,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402  (labels hold "[option=value]", which rich reads as markup)
 from rich.table import Table  # noqa: E402
 
 from bench import corpus  # noqa: E402
@@ -222,7 +224,7 @@ def bench_model(name: str, args, console) -> dict:
     anchors = [r for r in rows[1:] if r is not hasten_row and r.median_ms and r.drop is not None
                and r.drop <= budget]
     fastest = min(anchors, key=lambda r: r.median_ms, default=None)
-    return {"model": name, "kind": built.entry.kind, "metric": built.entry.metric, "max_drop": budget,
+    return {"model": name, "kind": built.entry.kind, "time_budget": args.time_budget, "metric": built.entry.metric, "max_drop": budget,
             "fp32_metric": fp32, "shape": {k: list(v.shape[1:]) for k, v in ev.arrays.items()},
             "eval_items": len(ev), "search": statuses(result), "search_failed": n_failed,
             "search_failed_why": why,
@@ -247,7 +249,7 @@ def machine_line() -> str:
     return f"{cpu_model()} | int8 path {int8_isa(cpu_features())} | {' '.join(feats)}"
 
 
-def print_tables(reports: list[dict], args, console) -> None:
+def print_tables(reports: list[dict], args, console, machine: str = "") -> None:
     detail = Table(title=f"corpus candidates ({args.threads} threads, {args.rounds} interleaved rounds, "
                          f">= {args.seconds:g} s each; accuracy vs fp32 on the same backend)")
     for col in ("model", "candidate", "median ms", "p90 ms", "vs ORT fp32", "hasten vs it", "metric", "drop",
@@ -258,10 +260,10 @@ def print_tables(reports: list[dict], args, console) -> None:
         for r in rep["rows"]:
             ratio = (r["median_ms"] / h["median_ms"]) if r["median_ms"] and h["median_ms"] else None
             note = r["error"] or ("over budget" if r["drop"] is not None and r["drop"] > rep["max_drop"] else "")
-            detail.add_row(rep["model"], r["label"][:60], _fmt(r["median_ms"], ".2f"), _fmt(r["p90_ms"], ".2f"),
+            detail.add_row(rep["model"], escape(r["label"][:60]), _fmt(r["median_ms"], ".2f"), _fmt(r["p90_ms"], ".2f"),
                            _fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else ""),
                            _fmt(ratio, ".2f") + ("x" if ratio else ""), _fmt(r["metric"], ".4f"),
-                           _fmt(r["drop"], "+.4f"), note[:90])
+                           _fmt(r["drop"], "+.4f"), escape(note[:90]))
         detail.add_section()
     console.print(detail)
     summary = Table(title="corpus summary: hasten's choice per model")
@@ -284,15 +286,16 @@ def print_tables(reports: list[dict], args, console) -> None:
         backend = "openvino" if h["backend"] == "openvino" else "onnxruntime"
         anchor = (f"{rep['vs_fastest_anchor']:.2f}x ({rep['fastest_anchor']})" if rep["vs_fastest_anchor"]
                   else "-")
-        summary.add_row(rep["model"], (h["label"][len("hasten: "):] or h["error"])[:48], _fmt(h["median_ms"], ".2f"),
+        summary.add_row(rep["model"], escape((h["label"][len("hasten: "):] or h["error"])[:48]), _fmt(h["median_ms"], ".2f"),
                         _fmt(h["speedup"], ".2f") + ("x" if h["speedup"] else ""), vs("NNCF int8 default"),
                         vs(fitting), anchor,
                         f"{rep['fp32_metric'][backend]:.4f} -> {_fmt(h['metric'], '.4f')} "
                         f"({_fmt(h['drop'], '+.4f')} / {rep['max_drop']:g})",
-                        f"{rep['search_failed']}: {rep['search_failed_why']}"[:110] if rep["search_failed"] else "0",
-                        rep["search"])
+                        escape(f"{rep['search_failed']}: {rep['search_failed_why']}"[:110]) if rep["search_failed"]
+                        else "0", rep["search"])
     console.print(summary)
-    console.print(f"machine: {machine_line()}; hasten optimize --time-budget {args.time_budget} per model; "
+    budgets = "/".join(sorted({str(r.get("time_budget", args.time_budget)) for r in reports}))
+    console.print(f"machine: {machine or machine_line()}; hasten optimize --time-budget {budgets} per model; "
                   "'vs X' = X's median / hasten's (above 1: hasten is faster)")
 
 
@@ -311,9 +314,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="out/corpus")
     ap.add_argument("--fresh", action="store_true", help="discard earlier searches in OUT (default: resume)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON on stdout")
+    ap.add_argument("--save", default="", help="write each model's results to DIR/<model>.json as it ends")
+    ap.add_argument("--tables-from", default="", metavar="DIR",
+                    help="run nothing: print the tables from the DIR/*.json that --save wrote")
     args = ap.parse_args(argv)
     console = Console(stderr=args.json, width=max(Console().width, 180))
     warnings.filterwarnings("ignore")
+    if args.tables_from:
+        reports, machines = saved_reports(Path(args.tables_from), args.models)
+        print_tables(reports, args, console, machine=" / ".join(sorted(set(machines))))
+        return 0 if reports else 1
     reports = []
     for name in corpus.names(args.models):
         console.print(f"[bold]{name}[/bold] ...")
@@ -321,6 +331,9 @@ def main(argv=None) -> int:
             reports.append(bench_model(name, args, console))
         except corpus.CorpusError as exc:
             console.print(f"  {name}: {exc}")
+            continue
+        if args.save:
+            save_report(reports[-1], Path(args.save))
     if reports:
         print_tables(reports, args, console)
     if args.json:
@@ -328,6 +341,27 @@ def main(argv=None) -> int:
 
         print(json.dumps({"environment": environment(), "models": reports}, indent=2, default=_json_default))
     return 0 if reports else 1
+
+
+def save_report(report: dict, folder: Path) -> Path:
+    """One model's results as DIR/<model>.json (written atomically), with the machine and the settings."""
+    from hasten.report.environment import environment
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{report['model']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"environment": environment(), "machine": machine_line(), "report": report},
+                              indent=2, default=_json_default))
+    tmp.replace(path)
+    return path
+
+
+def saved_reports(folder: Path, models: str = "") -> tuple[list[dict], list[str]]:
+    """The reports save_report wrote, in corpus order (only `models` when given), and their machine lines."""
+    wanted = corpus.names(models)
+    found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    kept = [found[n] for n in wanted if n in found]
+    return [k["report"] for k in kept], [k["machine"] for k in kept]
 
 
 def _json_default(v):
