@@ -147,6 +147,20 @@ def test_static_int8_weights_and_axes_of_conv_reshaped_matmul_and_gemm_transb(th
         assert sqnr_db(_run(result.model, x), _run(thirdparty, x)) > 25.0
 
 
+def test_per_tensor_static_int8_stays_at_opset_12_with_scalar_bias_scales(thirdparty):
+    """Per-tensor needs no upgrade, so every DequantizeLinear (the int32 biases too) must be opset-12 valid:
+    a scalar scale and no `axis` (ppocr-rec's per-tensor candidates failed on a bias DequantizeLinear's axis)."""
+    calib = Samples({"x": thirdparty_images(16, 0)})
+    result = quantize(thirdparty, Int8StaticConfig(per_channel=False), calib)
+    proto = result.model.proto()
+    assert result.model.opset == 12
+    onnx.checker.check_model(proto, full_check=True)
+    q, scale, axis = _dq_of(proto, "conv", 2)  # the bias (BatchNorm folded into it)
+    assert q.dtype == np.int32 and q.shape == (8,) and scale.shape == () and axis is None
+    for x in _fresh(5):
+        assert sqnr_db(_run(result.model, x), _run(thirdparty, x)) > 25.0
+
+
 def test_gemm_without_transb_gets_per_channel_axis_1():
     rng = np.random.default_rng(0)
     from onnx import TensorProto, helper

@@ -183,15 +183,15 @@ def _quantize_bias(b: _Builder, node_name: str, index: int, x_scale: float, w_sc
     name = node.input[index]
     bias = b.idx.constant(name).astype(np.float64)
     scale = (np.float64(x_scale) * np.asarray(w_scale, dtype=np.float64)).reshape(-1)
-    if scale.size == 1:
-        scale = np.full(bias.shape, scale[0])
-    q = np.clip(np.rint(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
+    per_tensor = scale.size == 1  # a scalar scale and no `axis`: DequantizeLinear takes `axis` from opset 13
+    q = np.clip(np.rint(bias / (scale[0] if per_tensor else scale)), -(2**31), 2**31 - 1).astype(np.int32)
     qn = b.const(f"{name}_quantized", q)
-    sn = b.const(f"{name}_scale", scale.astype(np.float32))
-    zn = b.const(f"{name}_zero_point", np.zeros(bias.shape, dtype=np.int32))
+    sn = b.const(f"{name}_scale", np.float32(scale[0]) if per_tensor else scale.astype(np.float32))
+    zn = b.const(f"{name}_zero_point", np.zeros((), np.int32) if per_tensor else np.zeros(bias.shape, np.int32))
     out = unique_name(f"{name}_dequantized", b.taken)
-    b.add(node_name, helper.make_node("DequantizeLinear", [qn, sn, zn], [out], axis=0,
-                                      name=unique_name(f"{name}_DequantizeLinear", b.taken)))
+    attrs = {} if per_tensor else {"axis": 0}
+    b.add(node_name, helper.make_node("DequantizeLinear", [qn, sn, zn], [out],
+                                      name=unique_name(f"{name}_DequantizeLinear", b.taken), **attrs))
     node.input[index] = out
 
 
