@@ -3,8 +3,9 @@
 The reference is the fp32 input model on the SAME backend (same options except the precision), on the same
 samples (BENCHMARKING.md). For each metric, drop = metric.drop(baseline score, candidate score), where the
 baseline score is the fp32 model's own (1.0 for fidelity metrics, its top-1 for labelled data).
-The subset is the first `subset_size` items (so its reference is a slice of the full reference); a subset
-result only screens out candidates far outside the budget (drop > `SCREEN_SLACK` x the limit).
+The subset is the first `subset_size` items (so its reference is a slice of the full reference: the first
+rows x subset_size rows, where an item's output has `rows` rows on axis 0, e.g. a (T, 1, C) CTC output); a
+subset result only screens out candidates far outside the budget (drop > `SCREEN_SLACK` x the limit).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Evaluator:
         self._refs: dict[str, np.ndarray] = {}
         self._last: tuple[int, np.ndarray] | None = None  # (id of session, its subset outputs)
         self._base: dict[tuple[str, int], dict[str, Score]] = {}
+        self.rows = 1  # output rows per item: outputs are concatenated on axis 0, which need not be the batch
 
     # -- references ----------------------------------------------------------------------------------
     def run(self, session, samples) -> np.ndarray:
@@ -109,7 +111,7 @@ class Evaluator:
         if path is not None and path.is_file():
             try:
                 ref = np.load(path, allow_pickle=False)
-                if len(ref) != len(self.samples):
+                if len(ref) % len(self.samples):  # a multiple: rows per item
                     ref = None
             except (OSError, ValueError):
                 ref = None
@@ -120,10 +122,20 @@ class Evaluator:
                                   f"({self.samples.name}) on {backend_key}; check the data")
             if path is not None:
                 _save_npy(path, ref)
+        self._set_rows(ref)
         self._refs[backend_key] = ref
         for n in {self.subset_size, len(self.samples)}:
-            self._base[(backend_key, n)] = self._score(ref[:n], ref[:n], n)
+            self._base[(backend_key, n)] = self._score(ref[:self.rows * n], ref[:self.rows * n], n)
         return time.perf_counter() - t0
+
+    def _set_rows(self, ref: np.ndarray) -> None:
+        """Rows per item of the output: 1 where axis 0 is the batch; T for a (T, batch, C) sequence output
+        (a CTC reader). Where items give different row counts the subset is the whole set (no slicing)."""
+        n = len(self.samples)
+        if len(ref) % n:
+            self.subset_size = n
+        else:
+            self.rows = len(ref) // n
 
     def has_reference(self, backend_key: str) -> bool:
         return backend_key in self._refs
@@ -159,9 +171,10 @@ class Evaluator:
             cand = self.run(session, self.samples if n == len(self.samples) else self.samples.take(n))
         self._last = (id(session), cand) if not full else None
         if np.issubdtype(cand.dtype, np.floating) and not np.isfinite(cand).all():
-            bad = int((~np.isfinite(cand.reshape(len(cand), -1))).any(axis=1).sum())
+            rows = n if len(cand) == self.rows * n else len(cand)
+            bad = int((~np.isfinite(cand.reshape(rows, -1))).any(axis=1).sum())
             raise CandidateFailure("nan", f"produces NaN/inf outputs on {bad} of {n} evaluation items")
-        ref = self._refs[backend_key][:n]
+        ref = self._refs[backend_key][:self.rows * n]
         if cand.shape != ref.shape:
             raise CandidateFailure("run", f"output shape {cand.shape} differs from the fp32 model's {ref.shape}")
         scores = self._score(cand, ref, n)
