@@ -53,3 +53,19 @@ def test_mixed_precision_is_tried_when_every_whole_model_scheme_misses(tmp_path)
     assert mixed, [(r.label, r.status, r.speedup) for r in result.records]
     assert any(n.startswith("mixed precision") for n in result.search.notes), result.search.notes
     assert result.chosen is result.baseline  # mixed models are no faster here (0.9x): never a slower one
+
+
+def test_an_in_budget_float_scheme_does_not_end_the_int8_search():
+    """bf16 in budget (ppocr-rec on a BF16 host) must not stop mixed precision for a faster int8-static miss:
+    only an integer-quantised candidate inside the budget does."""
+    from hasten.recipe import Recipe, Step
+    from hasten.search.records import Record
+    from hasten.search.tuner import _quantised_within
+
+    def rec(scheme: str, status: str) -> Record:
+        return Record(scheme, Recipe(steps=(Step("quantize", scheme, {}),), backend="openvino"), "scheme",
+                      status=status)
+
+    assert not _quantised_within([rec("bf16", "in-budget"), rec("fp16", "in-budget"), rec("int8-static", "rejected")])
+    assert _quantised_within([rec("bf16", "in-budget"), rec("int8-static", "in-budget")])
+    assert _quantised_within([rec("int8-dynamic", "in-budget")])

@@ -420,9 +420,14 @@ class Tuner(CandidateRunner):
         atomic_write_json(self.out / "results.json", results_dict(self, partial=True, interrupted=interrupted))
 
 
+#: float schemes: an in-budget one does not end the int8 search (mixed precision may still beat it)
+FLOAT_SCHEMES = ("fp16", "bf16")
+
+
 def _quantised_within(records) -> bool:
-    """Does any quantised candidate fit the budget?"""
-    return any(r.within and any(s.kind == "quantize" for s in r.recipe.steps) for r in records)
+    """Does any integer-quantised candidate (int8, int4, binary; not fp16 or bf16) fit the budget?"""
+    return any(r.within and any(s.kind == "quantize" and s.name not in FLOAT_SCHEMES for s in r.recipe.steps)
+               for r in records)
 
 
 def _sensitive(rec: Record) -> bool:
