@@ -103,3 +103,14 @@ def test_cli_json(outlier, outlier_calib, tmp_path, capsys):
     assert [r["node"] for r in out["rows"]][0] == "fc2" and len(out["rows"]) == 2
     assert main(["sensitivity", str(path)]) == 2  # no calibration data for a plain .onnx
     assert "--calib" in capsys.readouterr().err
+
+
+def test_a_passed_deadline_stops_after_the_node_in_hand(outlier, outlier_calib, outlier_held):
+    """The search's time budget bounds the analysis: nothing is measured after the deadline, and it says so."""
+    import time
+
+    report = sensitivity(outlier, outlier_calib, outlier_held, progress=False, deadline=time.perf_counter())
+    full = sensitivity(outlier, outlier_calib, outlier_held, progress=False)
+    assert len(full.rows) >= 2 and report.rows == []
+    assert report.notes == [f"stopped after 0 of {len(full.rows)} nodes: the time budget ran out"]
+    assert report.full_sqnr_db is None and full.full_sqnr_db is not None

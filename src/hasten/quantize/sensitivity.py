@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,13 +200,15 @@ def prepare(model, calib, scheme=None, stats=None, progress: bool = True, consol
 
 
 def sensitivity(model, calib, eval=None, metric=None, scheme=None, *, nodes=None, stats=None,
-                eval_samples: int = 64, include_full: bool = True, progress: bool = True, console=None
-                ) -> SensitivityReport:
+                eval_samples: int = 64, include_full: bool = True, progress: bool = True, console=None,
+                deadline: float | None = None) -> SensitivityReport:
     """Rank the quantisable nodes of `model` by what quantising each one alone costs (module docstring).
 
     `eval`: Samples to measure on (default: `calib`, noted in the report); at most `eval_samples` items are
     used. `metric`: a metric name or Metric (labels from `eval` when present). `scheme`: an Int8StaticConfig.
-    `nodes`: restrict to these node names. `stats`: statistics from `collect_stats` to reuse."""
+    `nodes`: restrict to these node names. `stats`: statistics from `collect_stats` to reuse. `deadline`: a
+    `time.perf_counter()` time after which no further node is measured (the rows then hold the nodes measured
+    so far, in graph order, and a note says how many)."""
     from hasten.quantize.int8 import quantize_static
 
     config, stats, names, ops = prepare(model, calib, scheme, stats, progress, console)
@@ -226,6 +229,10 @@ def sensitivity(model, calib, eval=None, metric=None, scheme=None, *, nodes=None
     with _progress(progress, console) as bar:
         task = bar.add_task("sensitivity (one node at a time)", total=len(names) + int(include_full))
         for name in names:
+            if deadline is not None and time.perf_counter() > deadline:
+                notes.append(f"stopped after {len(rows)} of {len(names)} nodes: the time budget ran out")
+                include_full = False
+                break
             others = [n for n in names if n != name]
             one = dataclasses.replace(config, dynamic_nodes=tuple(d for d in config.dynamic_nodes if d == name))
             q = quantize_static(model, one, calib, nodes_to_exclude=others, stats=stats)

@@ -145,7 +145,7 @@ def _sensitivity_for_report(tuner, chosen: Record) -> None:
         if not tuner.can_start(max(5.0, rec.build_s) * 3 - tuner.reserve_s()):
             tuner.sensitivity = {"reason": "the time budget ran out before it could be measured", "rows": []}
             return
-        got = compute_sensitivity(tuner, rec.recipe)
+        got = compute_sensitivity(tuner, rec.recipe, deadline=tuner.deadline - 5.0)  # 5 s: writing the outputs
         if got:
             return
     tuner.notes[:] = notes  # failures here are not the search's business: keep the notes as they were

@@ -32,8 +32,9 @@ def _seed(family):
     return min(ok, key=lambda r: r.accuracy.excess) if ok else None
 
 
-def compute_sensitivity(tuner, recipe: Recipe) -> tuple[list[str], dict] | None:
-    """(ranked node names, report dict) for the last quantise step of `recipe`, or None (with a note)."""
+def compute_sensitivity(tuner, recipe: Recipe, deadline: float | None = None) -> tuple[list[str], dict] | None:
+    """(ranked node names, report dict) for the last quantise step of `recipe`, or None (with a note).
+    `deadline` (perf_counter time) bounds the analysis: nodes not measured by then are left out of the ranking."""
     from hasten.errors import HastenError
     from hasten.quantize.base import config_for
     from hasten.quantize.sensitivity import sensitivity
@@ -59,7 +60,8 @@ def compute_sensitivity(tuner, recipe: Recipe) -> tuple[list[str], dict] | None:
         calib = calibration_subset(recipe, tuner.calib)
         ev = tuner.evaluator
         report = sensitivity(base_model, calib, eval=ev.samples.take(min(len(ev.samples), SENSITIVITY_SAMPLES)),
-                             metric=tuner.metrics[0], scheme=config, include_full=False, progress=False)
+                             metric=tuner.metrics[0], scheme=config, include_full=False, progress=False,
+                             deadline=deadline)
     except HastenError as exc:
         tuner.notes.append(f"no per-layer sensitivity for {step.name}: {exc}")
         cache[key] = None
@@ -121,7 +123,9 @@ class MixedPrecision:
         if self.done:
             return None
         if not self.ranked:
-            got = compute_sensitivity(self.tuner, self.seed.recipe)
+            # the analysis may use the time up to what the final measurement needs
+            t = self.tuner
+            got = compute_sensitivity(t, self.seed.recipe, t.deadline - (t.reserve_s() - t.sensitivity_reserve_s()))
             if not got or not got[0]:
                 self.done = True
                 return None
