@@ -55,17 +55,22 @@ def test_mixed_precision_is_tried_when_every_whole_model_scheme_misses(tmp_path)
     assert result.chosen is result.baseline  # mixed models are no faster here (0.9x): never a slower one
 
 
-def test_an_in_budget_float_scheme_does_not_end_the_int8_search():
-    """bf16 in budget (ppocr-rec on a BF16 host) must not stop mixed precision for a faster int8-static miss:
-    only an integer-quantised candidate inside the budget does."""
+def test_only_an_as_fast_in_budget_integer_model_ends_mixed_precision():
+    """bf16 in budget (ppocr-rec on a BF16 host), or a slow int4-weight in budget, must not stop mixed
+    precision for a faster int8-static miss; an in-budget int8 model at least as fast does."""
     from hasten.recipe import Recipe, Step
     from hasten.search.records import Record
-    from hasten.search.tuner import _quantised_within
+    from hasten.search.tuner import _mixing_may_gain
 
-    def rec(scheme: str, status: str) -> Record:
-        return Record(scheme, Recipe(steps=(Step("quantize", scheme, {}),), backend="openvino"), "scheme",
-                      status=status)
+    def rec(scheme: str, status: str, speedup: float) -> Record:
+        r = Record(f"{scheme}{speedup}", Recipe(steps=(Step("quantize", scheme, {}),), backend="openvino"),
+                   "scheme", status=status)
+        r.screen = {"ratio": speedup, "median_ms": 1.0 / speedup}
+        return r
 
-    assert not _quantised_within([rec("bf16", "in-budget"), rec("fp16", "in-budget"), rec("int8-static", "rejected")])
-    assert _quantised_within([rec("bf16", "in-budget"), rec("int8-static", "in-budget")])
-    assert _quantised_within([rec("int8-dynamic", "in-budget")])
+    miss = rec("int8-static", "rejected", 2.6)
+    assert miss.speedup == 2.6
+    assert _mixing_may_gain([rec("bf16", "in-budget", 2.6), rec("fp16", "in-budget", 3.0), miss], miss)
+    assert _mixing_may_gain([rec("int4-weight", "in-budget", 1.05), miss], miss)
+    assert not _mixing_may_gain([rec("int8-static", "in-budget", 2.7), miss], miss)
+    assert not _mixing_may_gain([rec("int8-dynamic", "in-budget", 2.6), miss], miss)

@@ -316,7 +316,7 @@ class Tuner(CandidateRunner):
             # a scheme that misses the budget while nothing quantised is in it: its options may use only
             # part of the time left, the rest is kept for mixed precision (which targets the miss directly)
             if not parent.within and self.settings.mixed_precision and _sensitive(parent) \
-                    and not _quantised_within(self.records.values()):
+                    and _mixing_may_gain(self.records.values(), parent):
                 self.held_s = MIXED_SHARE * max(0.0, self.time_left() - self.reserve_s())
             family = self._refine_options(parent)
             far: set[tuple[str, str]] = set()
@@ -335,7 +335,7 @@ class Tuner(CandidateRunner):
                 if best is None or (root.speedup or 0) > (best.speedup or 0) * (1 + self.settings.noise_margin):
                     mixed.add(root.key)
                     self._mixed(family)
-        if not self.settings.mixed_precision or _quantised_within(self.records.values()):
+        if not self.settings.mixed_precision:
             return
         # every whole-model scheme misses the budget: mixed precision is tried before the search ends (even
         # where a screen says the scheme is slower than the best fp32 model: screens are noisy)
@@ -345,11 +345,12 @@ class Tuner(CandidateRunner):
         for root, family in families:
             if root.key in mixed or not _sensitive(root) or not self.can_start():
                 continue
+            if not _mixing_may_gain(self.records.values(), root):
+                continue
             mixed.add(root.key)
             self._mixed(family)
-            if _quantised_within(self.records.values()):
-                return
-        if not mixed:
+        if not mixed and not any(_sensitive(root) for root, _ in families) and \
+                not any(r.within and _integer_quantised(r) for r in self.records.values()):
             self.notes.append("mixed precision was not tried: every whole-model scheme misses the budget, but "
                               "none that ran is int8-static (per-layer sensitivity exists for int8-static)")
 
@@ -424,10 +425,16 @@ class Tuner(CandidateRunner):
 FLOAT_SCHEMES = ("fp16", "bf16")
 
 
-def _quantised_within(records) -> bool:
-    """Does any integer-quantised candidate (int8, int4, binary; not fp16 or bf16) fit the budget?"""
-    return any(r.within and any(s.kind == "quantize" and s.name not in FLOAT_SCHEMES for s in r.recipe.steps)
-               for r in records)
+def _integer_quantised(rec: Record) -> bool:
+    return any(s.kind == "quantize" and s.name not in FLOAT_SCHEMES for s in rec.recipe.steps)
+
+
+def _mixing_may_gain(records, root: Record) -> bool:
+    """Can mixed precision on `root` (a scheme that misses the budget) still gain? Not when an integer-
+    quantised candidate (int8, int4, binary; fp16/bf16 do not count) is already inside the budget and at
+    least as fast as `root`'s screen (a slow int4-weight in budget does not end it)."""
+    return not any(r.within and _integer_quantised(r) and (r.speedup or 0.0) >= (root.speedup or 0.0)
+                   for r in records)
 
 
 def _sensitive(rec: Record) -> bool:
