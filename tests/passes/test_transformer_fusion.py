@@ -82,12 +82,12 @@ def test_graph_without_norm_or_gelu_skips_the_ort_tool(monkeypatch, bert):
     assert not has_fusable_ops(cnn) and has_fusable_ops(bert)
 
     def refuse(*args, **kwargs):
-        raise AssertionError("ORT's optimizer ran on a graph with nothing to fuse")
+        raise AssertionError("ORT's optimizer was called")
 
     monkeypatch.setattr(ort_optimizer, "optimize_model", refuse)
     result = get_pass("transformer_fusion")(cnn)
     assert result.modified is False and result.model is cnn
-    with pytest.raises(Exception, match="nothing to fuse"):  # a BERT still reaches the tool
+    with pytest.raises(Exception, match="optimizer was called"):  # a BERT still reaches the tool
         get_pass("transformer_fusion")(bert)
 
 

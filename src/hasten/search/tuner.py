@@ -313,8 +313,8 @@ class Tuner(CandidateRunner):
                     (parent.speedup or 0) <= (best.speedup or 0) * (0.6 if parent.within else 0.8):
                 continue
             root = parent  # the whole-model scheme: its screen says what its family could gain
-            # a scheme that misses the budget while nothing quantised is in it: its options may use only
-            # part of the time left, the rest is kept for mixed precision (which targets the miss directly)
+            # a scheme that misses the budget, with no integer model as fast inside it: its options may use
+            # only part of the time left, the rest is kept for mixed precision (which targets the miss directly)
             if not parent.within and self.settings.mixed_precision and _sensitive(parent) \
                     and _mixing_may_gain(self.records.values(), parent):
                 self.held_s = MIXED_SHARE * max(0.0, self.time_left() - self.reserve_s())
