@@ -39,3 +39,16 @@ def test_weight_only_schemes_left_off_openvino_unless_asked_for():
     assert asked == ["int8-weight"]
     ort = Space(["onnxruntime"], [1], 16).scheme_candidates(Recipe((), "onnxruntime", {"threads": 1}))
     assert {"int8-weight", "int4-weight"} <= {c.recipe.steps[-1].name for c in ort}
+
+
+def test_an_in_budget_recipe_gets_only_the_options_that_change_speed():
+    from hasten.recipe import Step
+
+    sp = Space(["onnxruntime"], [1], 16)
+    static = sp.recipe([Step("quantize", "int8-static", {})], "onnxruntime")
+    every = {o for _, o, _ in sp.option_values(static)}
+    fast = {o for _, o, _ in sp.option_values(static, speed_only=True)}
+    assert {"calibration", "weight_rounding", "smoothquant", "attention", "per_channel"} <= every
+    assert fast == {"attention", "per_channel"}
+    weight = sp.recipe([Step("quantize", "int8-weight", {})], "onnxruntime")  # declares none: all kept
+    assert sp.option_values(weight, speed_only=True) == sp.option_values(weight)

@@ -168,3 +168,15 @@ def test_graph_variants_stop_at_their_share_of_the_budget(model, data, tmp_path,
     assert [r.note for r in built] == ["default graph pipeline"], [(r.note, r.status) for r in graph]
     assert skipped and all("graph stage's share" in r.reason for r in skipped)
     assert result.chosen.recipe.steps[-1].name == "int8-dynamic"
+
+
+def test_an_in_budget_scheme_is_refined_only_where_speed_can_change(model, data, tmp_path):
+    """int8-static fits a loose budget on the MLP: its calibration, SmoothQuant and rounding variants cannot
+    make it faster and are not built; the options that change the graph the runtime runs are."""
+    timer = FakeTimer(scheme_speed({"int8-static": 1.5}), noise=0.02, seed=0)
+    result = _run(model, data, tmp_path / "out", schemes=("int8-static",), passes=(), mixed_precision=False,
+                  timer=timer, time_budget=600, max_drop=0.2)
+    parent = next(r for r in result.records if r.origin == "scheme")
+    assert parent.within, parent.reason
+    options = {r.note.partition("=")[0] for r in result.records if r.origin == "option"}
+    assert options and options <= {"attention", "per_channel"}, options

@@ -34,6 +34,10 @@ class QuantConfig:
     scheme: ClassVar[str] = ""
     #: fewest calibration items the scheme needs (0: none)
     min_samples: ClassVar[int] = 0
+    #: the `search_space()` options that can change what the runtime executes (and so its speed); the others
+    #: only move numbers (calibration, rounding). None: any option may change speed. The tuner tries only
+    #: these on a candidate already inside the accuracy budget: the others cannot make it faster.
+    speed_options: ClassVar[tuple[str, ...] | None] = None
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, **dataclasses.asdict(self)}

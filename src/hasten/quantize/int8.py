@@ -78,6 +78,8 @@ class Int8StaticConfig(QuantConfig):
 
     scheme: ClassVar[str] = "int8-static"
     min_samples: ClassVar[int] = 16
+    #: int8 attention runs the score MatMuls in int8; per-tensor scales can pick other kernels
+    speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")
     calibration: str = "minmax"
     percentile: float = 99.99
     per_channel: bool = True
@@ -142,6 +144,7 @@ class Int8DynamicConfig(QuantConfig):
     becomes ConvInteger)."""
 
     scheme: ClassVar[str] = "int8-dynamic"
+    speed_options: ClassVar[tuple[str, ...]] = ("per_channel",)
     per_channel: bool = True
     reduce_range: bool = False
     op_types: tuple[str, ...] = ("MatMul", "Conv", "Attention")

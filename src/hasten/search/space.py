@@ -241,9 +241,10 @@ class Space:
                                  parent=base.key(), note=f"{name}, default options"))
         return out
 
-    def option_values(self, recipe: Recipe) -> list[tuple[str, str, object]]:
+    def option_values(self, recipe: Recipe, speed_only: bool = False) -> list[tuple[str, str, object]]:
         """(where, option, value) pairs worth trying from `recipe`: the last quantise step's search space
-        (where = "quantize") and the backend's runtime options (where = "backend")."""
+        (where = "quantize") and the backend's runtime options (where = "backend"). `speed_only` (a recipe
+        already inside the budget): only the options its scheme declares in `speed_options`."""
         pairs: list[tuple[str, str, object]] = []
         # runtime options first: they re-use the parent's model, so they cost no quantisation
         for option, value in self.runtime_options(recipe.backend):
@@ -256,7 +257,10 @@ class Space:
             if cls is not None:
                 current = {**_defaults(cls), **step.config}
                 space = cls.search_space() or {}
+                speed = getattr(cls, "speed_options", None)
                 for option, values in space.items():
+                    if speed_only and speed is not None and option not in speed:
+                        continue
                     for value in values:
                         if _same(current.get(option), value):
                             continue
@@ -271,9 +275,9 @@ class Space:
         steps[i] = _normalized(Step("quantize", steps[i].name, {**steps[i].config, option: value}))
         return dataclasses.replace(recipe, steps=tuple(steps))
 
-    def option_variants(self, parent: Candidate) -> list[Candidate]:
+    def option_variants(self, parent: Candidate, speed_only: bool = False) -> list[Candidate]:
         out = []
-        for where, option, value in self.option_values(parent.recipe):
+        for where, option, value in self.option_values(parent.recipe, speed_only):
             out.append(Candidate(self.with_option(parent.recipe, where, option, value), "option",
                                  parent=parent.key, note=f"{option}={value}"))
         return out

@@ -165,11 +165,14 @@ class Tuner(CandidateRunner):
             self.progress(Event(kind, message, tried, self.best(), self.time_left(), record))
 
     def reserve_s(self) -> float:
-        """Time kept back for the final measurement, the outputs and the report."""
+        """Time kept back for the final measurement (its planned rounds and the first look's extra rounds on
+        a noisy host: a 1.05x winner needs them), the outputs and the report."""
         ms = (self.baseline.median_ms if self.baseline and self.baseline.median_ms else 20.0)
         n = self.settings.finalists * len(self.settings.threads) + 1
-        return Timing.final(self.settings.final_seconds).estimate_s(n, ms) + 2.0 * n + 10.0 + \
-            self.sensitivity_reserve_s() + self.held_s
+        final = Timing.final(self.settings.final_seconds)
+        looks = final.checkpoints()
+        extra = looks[1] / looks[0] if len(looks) > 1 else 1.0
+        return final.estimate_s(n, ms) * extra + 2.0 * n + 10.0 + self.sensitivity_reserve_s() + self.held_s
 
     def sensitivity_reserve_s(self) -> float:
         """Time kept for the report's per-layer sensitivity while none has been measured: about five
@@ -374,10 +377,12 @@ class Tuner(CandidateRunner):
 
     def _refine_options(self, parent: Record, skip: set | None = None) -> list[Record]:
         """One option at a time (except the (option, value) pairs in `skip`), then the winners combined;
-        returns the parent and every variant."""
+        returns the parent and every variant. A parent inside the budget gets only the options that can
+        change its speed (its scheme's `speed_options`): calibration or rounding cannot make it faster."""
         pc = Candidate(parent.recipe, parent.origin, parent.parent, parent.note)
+        speed_only = bool(parent.within)
         children: list[tuple[tuple, Record]] = []
-        for cand in self.space.option_variants(pc):
+        for cand in self.space.option_variants(pc, speed_only):
             if skip and cand.note in {f"{o}={v}" for o, v in skip if o}:
                 continue
             if not self.can_start():
@@ -387,7 +392,7 @@ class Tuner(CandidateRunner):
             children.append(((cand.note,), rec))
         self.screen([r for _, r in children if r.within], "option variants")
         winners = []
-        for where, option, value in self.space.option_values(parent.recipe):
+        for where, option, value in self.space.option_values(parent.recipe, speed_only):
             rec = self.records.get(self.space.with_option(parent.recipe, where, option, value).key())
             if rec is not None and _better(rec, parent, self.settings.noise_margin):
                 winners.append((where, option, value, rec))
