@@ -180,3 +180,21 @@ def test_an_in_budget_scheme_is_refined_only_where_speed_can_change(model, data,
     assert parent.within, parent.reason
     options = {r.note.partition("=")[0] for r in result.records if r.origin == "option"}
     assert options and options <= {"attention", "per_channel"}, options
+
+
+def test_a_subset_that_is_the_whole_set_is_judged_as_the_full_evaluation(model, data, tmp_path):
+    """With as many evaluation items as the subset, a drop between the budget and the screen's slack used
+    to be a "subset screen" rejection with no reason; it is a full-evaluation rejection that says by how much."""
+    calib, _ = data
+    ev = samples(16, seed=3, name="eval16")
+    loose = optimize(model, calib, ev, out=tmp_path / "loose", **{**QUICK, "backends": "onnxruntime",
+                     "metric": "cosine", "max_drop": 0.5, "schemes": ("int4-weight",), "passes": (),
+                     "mixed_precision": False, "time_budget": 120, "timer": FakeTimer(scheme_speed({}), seed=0)})
+    drop = next(r for r in loose.records if r.origin == "scheme").full.drops["cosine"]
+    assert drop > 0
+    result = optimize(model, calib, ev, out=tmp_path / "tight", **{**QUICK, "backends": "onnxruntime",
+                      "metric": "cosine", "max_drop": drop / 1.5, "schemes": ("int4-weight",), "passes": (),
+                      "mixed_precision": False, "time_budget": 120, "timer": FakeTimer(scheme_speed({}), seed=0)})
+    rec = next(r for r in result.records if r.origin == "scheme")
+    assert rec.status == "rejected" and rec.stage == "full", (rec.stage, rec.reason)
+    assert rec.reason.startswith("accuracy: cosine drop"), rec.reason

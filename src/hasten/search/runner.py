@@ -15,7 +15,7 @@ from hasten.errors import HastenError
 from hasten.measure.latency import compile_measured
 from hasten.recipe import Recipe, Step, calibration_subset, run_step, seed_everything
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.evaluate import CandidateFailure
+from hasten.search.evaluate import SCREEN_SLACK, CandidateFailure
 from hasten.search.records import Record, model_bytes, summarize_report
 from hasten.search.space import Candidate, accuracy_recipe, reference_key
 from hasten.search.timing import BASELINE, Timing, time_sessions
@@ -164,14 +164,15 @@ class CandidateRunner:
             ref = reference_key(recipe)
             stage = "subset"
             rec.subset = self.evaluator.evaluate(session, ref, full=False)
-            if not rec.subset.within:
+            whole = rec.subset.items == len(self.evaluator.samples)  # the subset is every item: no screen
+            if not rec.subset.within and not whole:
                 rec.status, rec.stage = "rejected", "subset"
                 rec.reason = "accuracy on the subset screen: " + "; ".join(
-                    self.budget.violations(rec.subset.drops, 2.0))
+                    self.budget.violations(rec.subset.drops, SCREEN_SLACK))
                 self._keep_for_timing(rec, session, model)
                 return
             stage = "full"
-            rec.full = rec.subset if rec.subset.items == len(self.evaluator.samples) else \
+            rec.full = rec.subset if whole else \
                 self.evaluator.evaluate(session, ref, full=True)
             if rec.full.within:
                 rec.status = "in-budget"
@@ -198,9 +199,9 @@ class CandidateRunner:
             rec.status, rec.stage = ("in-budget", "") if ok else ("rejected", "full")
             rec.reason = "" if ok else "accuracy: " + "; ".join(self.budget.violations(rec.full.drops))
             return True
-        if rec.subset is not None and self.budget.excess(rec.subset.drops, 2.0) > 1.0:
+        if rec.subset is not None and self.budget.excess(rec.subset.drops, SCREEN_SLACK) > 1.0:
             rec.reason = "accuracy on the subset screen: " + "; ".join(
-                self.budget.violations(rec.subset.drops, 2.0))
+                self.budget.violations(rec.subset.drops, SCREEN_SLACK))
             return True
         return False
 
