@@ -52,3 +52,9 @@ def test_an_in_budget_recipe_gets_only_the_options_that_change_speed():
     assert fast == {"attention", "per_channel"}
     weight = sp.recipe([Step("quantize", "int8-weight", {})], "onnxruntime")  # declares none: all kept
     assert sp.option_values(weight, speed_only=True) == sp.option_values(weight)
+
+
+def test_int8_static_is_the_first_scheme_tried():
+    sp = Space(["onnxruntime"], [1], 16)
+    names = [c.recipe.steps[-1].name for c in sp.scheme_candidates(Recipe((), "onnxruntime", {"threads": 1}))]
+    assert names[0] == "int8-static" and names[1:] == sorted(names[1:]), names

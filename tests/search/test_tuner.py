@@ -32,7 +32,7 @@ def _run(model, data, out, **kw):
 
 
 def test_picks_the_fastest_in_budget_not_the_first(model, data, tmp_path):
-    # fp16 is tried first (schemes go in name order) and fits the budget, but ONNX Runtime's CPU runs it
+    # fp16 is tried first (schemes of equal priority go in name order) and fits the budget, but ONNX Runtime's CPU runs it
     # through Casts; int8 weights make this weight-bound MLP faster. The tuner must not stop at fp16.
     # Timings come from a seeded fake (noisy, int8 1.5x, fp16 1.1x): the choice cannot depend on the load.
     timer = FakeTimer(scheme_speed({"fp16": 1.1, "int8-dynamic": 1.5}), noise=0.1, seed=0)

@@ -38,6 +38,9 @@ class QuantConfig:
     #: only move numbers (calibration, rounding). None: any option may change speed. The tuner tries only
     #: these on a candidate already inside the accuracy budget: the others cannot make it faster.
     speed_options: ClassVar[tuple[str, ...] | None] = None
+    #: the order the search tries schemes in (lower first, then by name): under a tight time budget the
+    #: scheme with the most to gain should not wait behind the others
+    search_priority: ClassVar[int] = 50
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, **dataclasses.asdict(self)}

@@ -80,6 +80,8 @@ class Int8StaticConfig(QuantConfig):
     min_samples: ClassVar[int] = 16
     #: int8 attention runs the score MatMuls in int8; per-tensor scales can pick other kernels
     speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")
+    #: tried first: the fastest integer scheme, and the one options and mixed precision refine
+    search_priority: ClassVar[int] = 10
     calibration: str = "minmax"
     percentile: float = 99.99
     per_channel: bool = True

@@ -7,9 +7,11 @@
   and each other registered pass switched on;
 - schemes: every registered quantisation scheme (`hasten.quantize.base.schemes()`) on top of a backend's
   best graph pipeline, with its default config; a scheme class may declare `backends` (the runtimes that run
-  its output) and `experimental = True` (tried only when asked for by name);
+  its output), `experimental = True` (tried only when asked for by name) and `search_priority` (the order
+  schemes are tried in: int8-static first);
 - options: for a scheme candidate, each value of its config class's `search_space()` one at a time, and the
-  backend's runtime options; then the best values combined (coordinate descent).
+  backend's runtime options; then the best values combined (coordinate descent). A candidate already inside
+  the budget gets only its scheme's `speed_options` (the others cannot make it faster).
 Mixed-precision candidates (sensitive nodes kept in float) are made by the tuner from measured sensitivity.
 - students (--allow-training): a `compress` step (a pruned, distilled student; hasten.search.training) on a
   backend's best graph pipeline; the in-budget ones then go through the scheme and option stages too.
@@ -228,9 +230,11 @@ class Space:
         return None
 
     def scheme_candidates(self, base: Recipe) -> list[Candidate]:
-        """Each scheme, default config, on top of `base` (a graph-pass recipe)."""
+        """Each scheme, default config, on top of `base` (a graph-pass recipe), in the order of the
+        classes' `search_priority` (int8-static first), then by name."""
         out = []
-        for name, cls in sorted(self.scheme_classes().items()):
+        for name, cls in sorted(self.scheme_classes().items(),
+                                key=lambda kv: (getattr(kv[1], "search_priority", 50), kv[0])):
             why = self.scheme_allowed(name, cls, base.backend)
             if why is not None:
                 if why != "not requested":
