@@ -68,3 +68,29 @@ def test_no_known_recovery_no_retry(data, tmp_path, monkeypatch):
     assert quantised and all(r.status == "failed" and not r.recovery for r in quantised)
     assert "retried" not in quantised[0].reason
     assert result.chosen is result.baseline
+
+
+def test_a_scheme_failing_on_a_graph_variant_is_retried_on_the_default_pipeline(data, tmp_path, monkeypatch):
+    # as OpenVINO refuses magika's int8 Gemm after matmul_add_to_gemm; that variant is the fastest graph here
+    real = runner_module.run_step
+
+    def run_step(step, model, calib):
+        if step.kind == "quantize" and any(n.op_type == "Gemm" for n in model.proto().graph.node):
+            raise QuantizationError("openvino cannot read the model")
+        return real(step, model, calib)
+
+    monkeypatch.setattr(runner_module, "run_step", run_step)
+
+    def speed(rec):
+        return 1.5 if any(s.name == "matmul_add_to_gemm" for s in rec.recipe.steps) else 1.0
+
+    calib, ev = data
+    result = optimize(wide_mlp(width=128, layers=2), calib, ev, metric="cosine", out=tmp_path / "out",
+                      backends="onnxruntime", schemes=("int8-dynamic",), mixed_precision=False, time_budget=600,
+                      timer=FakeTimer(speed, seed=0), **QUICK)
+    first = next(r for r in result.records if r.origin == "scheme" and not r.recovery)
+    assert any(s.name == "matmul_add_to_gemm" for s in first.recipe.steps), first.label
+    assert first.status == "failed" and "retried once with on the default graph pipeline" in first.reason
+    retry = next(r for r in result.records if r.recovery)
+    assert retry.recovery == "on the default graph pipeline" and retry.status == "in-budget", retry.reason
+    assert not any(s.name == "matmul_add_to_gemm" for s in retry.recipe.steps)

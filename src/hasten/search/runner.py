@@ -109,7 +109,7 @@ class CandidateRunner:
     def _recovery(self, cand: Candidate, rec: Record) -> Candidate | None:
         """The candidate retried once with a known recovery for its failure, or None: the node the error
         names kept out of the scheme, else per-tensor instead of per-channel where the error is about axes,
-        scales or opsets. Only for build / compile / run failures of a quantised candidate, never twice."""
+        scales or opsets, else the scheme on the backend's default graph pipeline. Only for build / compile / run failures of a quantised candidate, never twice."""
         if rec.status != "failed" or rec.stage not in ("build", "compile", "run", "nan") or cand.recovery:
             return None
         steps = list(cand.recipe.steps)
@@ -130,6 +130,13 @@ class CandidateRunner:
                           rec.reason, re.I):
             config["per_channel"] = False
             fix = "per_channel=False (per-tensor)"
+        default = self.space.pipeline(cand.recipe.backend)
+        if not fix and steps[:i] != default and all(s.kind == "pass" for s in steps[:i]):
+            # a scheme that fails on a graph variant (e.g. OpenVINO refusing int8 Gemm after
+            # matmul_add_to_gemm): the same scheme on the backend's default pipeline
+            steps = [*default, *steps[i:]]
+            i = len(default)
+            fix = "on the default graph pipeline"
         if not fix:
             return None
         steps[i] = Step("quantize", steps[i].name, config)
