@@ -58,3 +58,14 @@ def test_int8_static_is_the_first_scheme_tried():
     sp = Space(["onnxruntime"], [1], 16)
     names = [c.recipe.steps[-1].name for c in sp.scheme_candidates(Recipe((), "onnxruntime", {"threads": 1}))]
     assert names[0] == "int8-static" and names[1:] == sorted(names[1:]), names
+
+
+def test_int8_static_starts_from_int8_attention_on_openvino_only():
+    for backend, want in (("openvino", {"attention": "qk"}), ("onnxruntime", {})):
+        sp = Space([backend], [1], 16)
+        cand = next(c for c in sp.scheme_candidates(Recipe((), backend, {"threads": 1}))
+                    if c.recipe.steps[-1].name == "int8-static")
+        config = cand.recipe.steps[-1].config
+        assert config["attention"] == want.get("attention", "float"), (backend, config)
+        values = {v for _, o, v in sp.option_values(cand.recipe, speed_only=True) if o == "attention"}
+        assert config["attention"] not in values and len(values) == 2

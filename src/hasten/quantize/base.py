@@ -41,6 +41,8 @@ class QuantConfig:
     #: the order the search tries schemes in (lower first, then by name): under a tight time budget the
     #: scheme with the most to gain should not wait behind the others
     search_priority: ClassVar[int] = 50
+    #: per backend, the option values the search starts this scheme from (its own defaults elsewhere)
+    backend_defaults: ClassVar[dict[str, dict]] = {}
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, **dataclasses.asdict(self)}

@@ -82,6 +82,9 @@ class Int8StaticConfig(QuantConfig):
     speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")
     #: tried first: the fastest integer scheme, and the one options and mixed precision refine
     search_priority: ClassVar[int] = 10
+    #: OpenVINO runs the attention scores in int8 from symmetric query/key pairs: 7% faster on ViT-small at
+    #: the same fidelity (bench/corpus), faster on all-MiniLM-L6-v2; "float" stays an option
+    backend_defaults: ClassVar[dict[str, dict]] = {"openvino": {"attention": "qk"}}
     calibration: str = "minmax"
     percentile: float = 99.99
     per_channel: bool = True
@@ -133,7 +136,7 @@ class Int8StaticConfig(QuantConfig):
     def search_space(cls) -> dict[str, list]:
         return {"calibration": list(METHODS), "per_channel": [True, False],
                 "smoothquant": [None, 0.5, 0.65, 0.8], "smoothquant_scope": ["all"],
-                "weight_rounding": ["gptq"], "attention": ["qk", "all"]}
+                "weight_rounding": ["gptq"], "attention": ["float", "qk", "all"]}
 
     def min_opset(self) -> int:
         """Per-channel DequantizeLinear (`axis`) needs opset 13; per-tensor QDQ 10."""

@@ -7,8 +7,9 @@
   and each other registered pass switched on;
 - schemes: every registered quantisation scheme (`hasten.quantize.base.schemes()`) on top of a backend's
   best graph pipeline, with its default config; a scheme class may declare `backends` (the runtimes that run
-  its output), `experimental = True` (tried only when asked for by name) and `search_priority` (the order
-  schemes are tried in: int8-static first);
+  its output), `experimental = True` (tried only when asked for by name), `search_priority` (the order
+  schemes are tried in: int8-static first) and `backend_defaults` (the config it starts from on a backend:
+  int8-static with int8 attention on OpenVINO);
 - options: for a scheme candidate, each value of its config class's `search_space()` one at a time, and the
   backend's runtime options; then the best values combined (coordinate descent). A candidate already inside
   the budget gets only its scheme's `speed_options` (the others cannot make it faster).
@@ -240,9 +241,12 @@ class Space:
                 if why != "not requested":
                     self.skipped[f"{name} on {base.backend}"] = why
                 continue
-            steps = [*base.steps, Step("quantize", name, {})]
+            start = dict(getattr(cls, "backend_defaults", {}).get(base.backend, {}))
+            steps = [*base.steps, Step("quantize", name, start)]
+            note = f"{name}, {base.backend}'s defaults ({', '.join(f'{k}={v}' for k, v in start.items())})" \
+                if start else f"{name}, default options"
             out.append(Candidate(self.recipe(steps, base.backend, base.backend_options), "scheme",
-                                 parent=base.key(), note=f"{name}, default options"))
+                                 parent=base.key(), note=note))
         return out
 
     def option_values(self, recipe: Recipe, speed_only: bool = False) -> list[tuple[str, str, object]]:
