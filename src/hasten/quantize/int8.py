@@ -78,12 +78,9 @@ class Int8StaticConfig(QuantConfig):
 
     scheme: ClassVar[str] = "int8-static"
     min_samples: ClassVar[int] = 16
-    #: int8 attention runs the score MatMuls in int8; per-tensor scales can pick other kernels
-    speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")
-    #: tried first: the fastest integer scheme, and the one options and mixed precision refine
-    search_priority: ClassVar[int] = 10
-    #: OpenVINO runs the attention scores in int8 from symmetric query/key pairs: 7% faster on ViT-small at
-    #: the same fidelity (bench/corpus), faster on all-MiniLM-L6-v2; "float" stays an option
+    speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")  # change the kernels run
+    search_priority: ClassVar[int] = 10  # first: the scheme options and mixed precision refine
+    #: int8 attention scores on OpenVINO: 7% faster on ViT-small at the same fidelity (bench/corpus)
     backend_defaults: ClassVar[dict[str, dict]] = {"openvino": {"attention": "qk"}}
     calibration: str = "minmax"
     percentile: float = 99.99
