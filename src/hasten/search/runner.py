@@ -109,7 +109,8 @@ class CandidateRunner:
     def _recovery(self, cand: Candidate, rec: Record) -> Candidate | None:
         """The candidate retried once with a known recovery for its failure, or None: the node the error
         names kept out of the scheme, else per-tensor instead of per-channel where the error is about axes,
-        scales or opsets, else the scheme on the backend's default graph pipeline. Only for build / compile / run failures of a quantised candidate, never twice."""
+        scales or opsets, else the scheme on the backend's default graph pipeline. Only for build / compile /
+        run failures of a quantised candidate, never twice."""
         if rec.status != "failed" or rec.stage not in ("build", "compile", "run", "nan") or cand.recovery:
             return None
         steps = list(cand.recipe.steps)

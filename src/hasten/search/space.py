@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass
 
 from hasten.measure.isa import cpu_features, native_dtypes
+from hasten.quantize.base import QuantConfig
 from hasten.recipe import Recipe, Step
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ class Space:
         classes' `search_priority` (int8-static first), then by name."""
         out = []
         for name, cls in sorted(self.scheme_classes().items(),
-                                key=lambda kv: (getattr(kv[1], "search_priority", 50), kv[0])):
+                                key=lambda kv: (getattr(kv[1], "search_priority", QuantConfig.search_priority), kv[0])):
             why = self.scheme_allowed(name, cls, base.backend)
             if why is not None:
                 if why != "not requested":
