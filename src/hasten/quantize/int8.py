@@ -80,7 +80,7 @@ class Int8StaticConfig(QuantConfig):
     min_samples: ClassVar[int] = 16
     speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")  # change the kernels run
     search_priority: ClassVar[int] = 10  # first: the scheme options and mixed precision refine
-    #: int8 attention scores on OpenVINO: ViT-small 4-7% faster, same fidelity (bench/corpus/attention.py)
+    #: int8 attention scores on OpenVINO: ViT-small 4% faster, same fidelity (bench/corpus/attention.py)
     backend_defaults: ClassVar[dict[str, dict]] = {"openvino": {"attention": "qk"}}
     calibration: str = "minmax"
     percentile: float = 99.99
