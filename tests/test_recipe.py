@@ -195,3 +195,24 @@ def test_hasten_apply_warns_on_another_int8_path(tmp_path, caplog, monkeypatch, 
     assert result["warning"] == recipe.isa_warning()
     # the recipe written beside the output keeps where it was tuned
     assert Recipe.from_yaml((tmp_path / "out" / "recipe.yaml").read_text()).int8_isa == "avx2-saturating"
+
+
+def test_hasten_load_warns_on_a_model_tuned_on_another_int8_path(tmp_path, caplog, monkeypatch):
+    from hasten.measure import isa
+
+    out = tmp_path / "out"
+    hasten.load(make_mlp()).save(out / "model.onnx")
+    Recipe((Step("pass", "cleanup"),), "onnxruntime", {}, 0, None, "vnni", tuple(sorted(ZEN4))).save(
+        out / "recipe.yaml")
+    monkeypatch.setattr(isa, "cpu_features", lambda: ZEN3)
+    with caplog.at_level("WARNING"):
+        hasten.load(out / "model.onnx")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"{out / 'model.onnx'} (made with recipe.yaml): recipe tuned for int8 path 'vnni' "
+                      "(avx512_vnni); this host is 'avx2-saturating' (avx2): its speed and int8 accuracy were "
+                      "measured there; re-run hasten optimize for the best model here"]
+    caplog.clear()
+    monkeypatch.setattr(isa, "cpu_features", lambda: ZEN4)  # the int8 path it was tuned on: no word
+    with caplog.at_level("WARNING"):
+        hasten.load(str(out / "model.onnx"))
+    assert caplog.records == []

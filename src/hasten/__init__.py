@@ -26,7 +26,11 @@ def load(source, example_inputs=None, **export_options) -> Model:
             from hasten import zoo
 
             return zoo.get(text[4:]).model()
-        return load_onnx(Path(text))
+        model = load_onnx(Path(text))
+        from hasten.recipe import warn_if_tuned_elsewhere
+
+        warn_if_tuned_elsewhere(text)  # OUT/model.onnx tuned on another int8 path: one line
+        return model
     import onnx
 
     if isinstance(source, onnx.ModelProto):

@@ -13,7 +13,8 @@
 `tuned_for` records the int8 path and ISA features (hasten.measure.isa) of the host a recipe was made on (a
 new Recipe takes this host's; a file without it loads with none). `Recipe.load` logs one warning (logger
 "hasten.recipe") when this host's int8 path differs: speed and int8 accuracy were measured on the other one;
-`warn_if_tuned_elsewhere(OUT/model.onnx)` does the same for a model with its recipe.yaml beside it.
+`warn_if_tuned_elsewhere(OUT/model.onnx)` does the same for a model with its recipe.yaml beside it;
+`hasten.load` calls it for every .onnx path, so every command and the API warn on such a model.
 
 `apply(recipe, model, calib)` runs the steps in order: a `pass` step is `hasten.passes.get_pass(name,
 **config)(model)`, a `quantize` step is `hasten.quantize.quantize(model, config_for(name, **config), calib)`.
@@ -285,19 +286,26 @@ class Recipe:
         return get_backend(self.backend, **options)
 
 
-def warn_if_tuned_elsewhere(model_path: str | os.PathLike) -> str | None:
-    """For a model hasten wrote (OUT/model.onnx): log and return `isa_warning` of the recipe.yaml beside
-    it, if there is one and it was tuned on another int8 path; None otherwise (also for any other file)."""
+def tuned_elsewhere(model_path: str | os.PathLike) -> str | None:
+    """For a model hasten wrote (OUT/model.onnx): the `isa_warning` of the recipe.yaml beside it, with the
+    model's path, if it was tuned on another int8 path; None otherwise (also for any other file: a user's
+    model that merely sits beside a recipe is not one hasten wrote)."""
     path = Path(model_path)
     recipe_path = path.with_name("recipe.yaml")
-    if path.suffix != ".onnx" or not recipe_path.is_file():
+    if path.name != "model.onnx" or not recipe_path.is_file():
         return None
     try:
         warning = Recipe.from_yaml(recipe_path.read_text(encoding="utf-8"), str(recipe_path)).isa_warning()
     except (OSError, HastenError):
         return None
+    return f"{path} (made with {recipe_path.name}): {warning}" if warning else None
+
+
+def warn_if_tuned_elsewhere(model_path: str | os.PathLike) -> str | None:
+    """`tuned_elsewhere`, logged as one warning line (`hasten.load` calls it for every .onnx path)."""
+    warning = tuned_elsewhere(model_path)
     if warning:
-        logger.warning("%s (made with %s): %s", path, recipe_path.name, warning)
+        logger.warning("%s", warning)
     return warning
 
 

@@ -16,9 +16,9 @@ def run(args, console):
                             f"{MEASURE_BUDGET_S:g} s)..."):
             host_target(refresh=True)
 
-    from hasten.recipe import warn_if_tuned_elsewhere
+    from hasten.recipe import tuned_elsewhere
 
-    warning = warn_if_tuned_elsewhere(args.model)  # OUT/model.onnx tuned on another int8 path: one line
+    warning = tuned_elsewhere(args.model)  # already logged by hasten.load; the JSON carries it too
     report = inspect_model(model, shapes=parse_shapes(args.shape))
     if not args.json:
         report.render(console)
