@@ -74,3 +74,40 @@ def test_only_an_as_fast_in_budget_integer_model_ends_mixed_precision():
     assert _mixing_may_gain([rec("int4-weight", "in-budget", 1.05), miss], miss)
     assert not _mixing_may_gain([rec("int8-static", "in-budget", 2.7), miss], miss)
     assert not _mixing_may_gain([rec("int8-dynamic", "in-budget", 2.6), miss], miss)
+
+
+def _driver(op_types: dict[str, str]):
+    """A MixedPrecision over an int8-static seed whose ranking (worst first) is `op_types`' order, with
+    the k = 2 float candidate known to hold and k = 1 to miss."""
+    from types import SimpleNamespace
+
+    from hasten.recipe import Recipe, Step
+    from hasten.search.mixed import MixedPrecision
+    from hasten.search.records import Record
+    from hasten.search.space import Space
+
+    seed = Record("seed", Recipe(steps=(Step("quantize", "int8-static", {}),), backend="onnxruntime"), "scheme",
+                  status="rejected")
+    seed.full = SimpleNamespace(excess=0.01)
+    tuner = SimpleNamespace(space=Space(["onnxruntime"], [1], 16), notes=[])
+    mp = MixedPrecision(tuner, [seed])
+    mp.ranked, mp.op_types = list(op_types), dict(op_types)
+    mp.bad, mp.good = 1, 2
+    return mp
+
+
+def test_dynamic_int8_variant_holds_only_the_matmuls_among_the_kept_nodes():
+    mp = _driver({"conv0": "Conv", "fc1": "MatMul", "fc2": "MatMul"})
+    cand = mp.next()
+    config = cand.recipe.steps[-1].config
+    assert config["dynamic_nodes"] == ["fc1"] and config["nodes_to_exclude"] == ["conv0"]
+    assert cand.note == "2 most sensitive node(s) kept out: 1 MatMul(s) in dynamic int8, 1 in float"
+    assert mp.next() is None and "fits the budget with its 2 most sensitive" in mp.outcome
+
+
+def test_a_cnn_gets_no_dynamic_int8_variant():
+    """Dynamic int8 exists for MatMuls only: with Convs kept out there is no such candidate to fail."""
+    mp = _driver({"conv0": "Conv", "conv1": "Conv", "fc": "MatMul"})
+    assert mp.next() is None and mp.done and "fits the budget with its 2 most sensitive" in mp.outcome
+    both = _driver({"fc0": "MatMul", "fc1": "MatMul"}).next().recipe.steps[-1].config
+    assert both["dynamic_nodes"] == ["fc0", "fc1"] and not both.get("nodes_to_exclude")

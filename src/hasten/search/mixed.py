@@ -3,8 +3,9 @@
 `hasten.quantize.sensitivity.sensitivity` ranks the nodes the scheme quantises by what quantising each one
 alone costs (first metric, on a slice of the evaluation set); candidates then keep the k most sensitive
 nodes out of the scheme: in float (`nodes_to_exclude`) for k = 1, 2, 4, 8, ... until the budget holds, then
-bisection down to the smallest k that holds; and, where the config has `dynamic_nodes`, the same k nodes as
-dynamic int8 instead of float (faster than float, often as accurate). Every candidate is an ordinary recipe
+bisection down to the smallest k that holds; and, where the config has `dynamic_nodes`, the MatMuls among
+those k nodes as dynamic int8 instead of float (faster than float, often as accurate; the others stay in
+float, and a k with no MatMul, as in a CNN, has no such candidate). Every candidate is an ordinary recipe
 (the node names are in its config), judged by the tuner's own evaluator on every metric and backend.
 Sensitivity exists for int8-static (the quantisation module's contract); for other schemes this says so.
 """
@@ -82,6 +83,7 @@ class MixedPrecision:
         self.tuner = tuner
         self.seed = _seed(family)
         self.ranked: list[str] = []
+        self.op_types: dict[str, str] = {}  # node -> op type, from the sensitivity rows
         self.bad, self.good = 0, None  # largest k known to miss, smallest k known to hold
         self.k = 1
         self.pending: list[Candidate] = []
@@ -110,14 +112,21 @@ class MixedPrecision:
         i = max(j for j, s in enumerate(steps) if s.kind == "quantize")
         nodes = list(self.ranked[:k])
         config = dict(steps[i].config)
-        if option == DYNAMIC_OPTION:
-            config[DYNAMIC_OPTION] = sorted(set(config.get(DYNAMIC_OPTION) or []) | set(nodes))
-        else:
+        if option == DYNAMIC_OPTION:  # only a MatMul runs dynamic int8; the others stay in float
+            dynamic = self._matmuls(nodes)
+            config[DYNAMIC_OPTION] = sorted(set(config.get(DYNAMIC_OPTION) or []) | set(dynamic))
+            nodes = [n for n in nodes if n not in dynamic]
+        if nodes:
             config[FLOAT_OPTION] = sorted(set(config.get(FLOAT_OPTION) or []) | set(nodes))
         steps[i] = Step("quantize", steps[i].name, config)
-        where = "float" if option == FLOAT_OPTION else "dynamic int8"
+        where = "in float" if option == FLOAT_OPTION else "in dynamic int8"
+        if option == DYNAMIC_OPTION and nodes:
+            where = f"kept out: {k - len(nodes)} MatMul(s) in dynamic int8, {len(nodes)} in float"
         return Candidate(dataclasses.replace(recipe, steps=tuple(steps)), "mixed", self.seed.key,
-                         f"{k} most sensitive node(s) in {where}")
+                         f"{k} most sensitive node(s) {where}")
+
+    def _matmuls(self, nodes: list[str]) -> list[str]:
+        return [n for n in nodes if self.op_types.get(n) == "MatMul"]
 
     def next(self) -> Candidate | None:
         if self.done:
@@ -130,6 +139,7 @@ class MixedPrecision:
                 self.done = True
                 return None
             self.ranked = got[0]
+            self.op_types = {r["node"]: r["op_type"] for r in got[1].get("rows", [])}
         n = len(self.ranked)
         if self.good is None:
             if self.k >= n:  # keeping every node out is the input model: the most is all but one
@@ -144,7 +154,7 @@ class MixedPrecision:
         if self.good - self.bad > 1:
             self.k = (self.good + self.bad) // 2
             return self._candidate(self.k, FLOAT_OPTION)
-        if self.has_dynamic and not self.dynamic_tried:
+        if self.has_dynamic and not self.dynamic_tried and self._matmuls(self.ranked[:self.good]):
             self.dynamic_tried = True
             self.k = self.good
             return self._candidate(self.good, DYNAMIC_OPTION)
