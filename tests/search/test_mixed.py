@@ -111,3 +111,30 @@ def test_a_cnn_gets_no_dynamic_int8_variant():
     assert mp.next() is None and mp.done and "fits the budget with its 2 most sensitive" in mp.outcome
     both = _driver({"fc0": "MatMul", "fc1": "MatMul"}).next().recipe.steps[-1].config
     assert both["dynamic_nodes"] == ["fc0", "fc1"] and not both.get("nodes_to_exclude")
+
+
+def test_mixed_precision_that_ran_out_of_time_on_its_last_step_says_its_space_is_exhausted(monkeypatch):
+    """k = 1 misses, k = 2 holds, then the budget is spent: the bisection is over (nothing between 1 and 2,
+    no MatMul for dynamic int8), so the notes give the outcome, not "stopped early"."""
+    from types import SimpleNamespace
+
+    from hasten.search import mixed
+    from hasten.search.records import Record
+    from hasten.search.tuner import Tuner
+
+    seed = _driver({}).seed
+    monkeypatch.setattr(mixed, "compute_sensitivity", lambda *a, **k: (["conv0", "conv1", "conv2"], {
+        "rows": [{"node": n, "op_type": "Conv"} for n in ("conv0", "conv1", "conv2")]}))
+    starts = iter([True, True, False])
+
+    def add(cand):
+        k = len(cand.recipe.steps[-1].config["nodes_to_exclude"])
+        return Record(f"k{k}", cand.recipe, "mixed", note=cand.note, status="in-budget" if k >= 2 else "rejected")
+
+    from hasten.search.space import Space
+
+    tuner = SimpleNamespace(space=Space(["onnxruntime"], [1], 16), notes=[], cost={"candidate": 1.0},
+                            can_start=lambda *a: next(starts), add=add, screen=lambda *a: None, deadline=1e9,
+                            reserve_s=lambda: 0.0, sensitivity_reserve_s=lambda: 0.0)
+    Tuner._mixed(tuner, [seed])
+    assert len(tuner.notes) == 1 and "fits the budget with its 2 most sensitive node(s) of 3" in tuner.notes[0]

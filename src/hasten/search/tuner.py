@@ -369,6 +369,8 @@ class Tuner(CandidateRunner):
             mp.feedback(rec)
             if rec.within:
                 self.screen([rec], "mixed-precision candidate")
+        if not mp.done and mp.ranked:
+            mp.next()  # cheap once ranked (it builds nothing): was the space exhausted when time ran out?
         if not mp.done:
             self.notes.append(f"mixed precision on {mp.seed.label if mp.seed else '?'} stopped early: the time "
                               "budget ran out")
