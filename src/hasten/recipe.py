@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from hasten.backends import DEFAULT_BACKEND
 from hasten.errors import HastenError
 
 FORMAT_VERSION = 1
@@ -114,7 +115,7 @@ class Recipe:
     path and ISA features (default: this host's; None / () when unknown, e.g. an older recipe file)."""
 
     steps: tuple[Step, ...] = ()
-    backend: str = "onnxruntime"
+    backend: str = DEFAULT_BACKEND
     backend_options: dict = field(default_factory=dict)
     seed: int = 0
     calibration_items: int | None = None
@@ -128,7 +129,7 @@ class Recipe:
             raise RecipeError(f"recipe: tuned_for.int8_isa must be a name such as 'vnni', got {self.int8_isa!r}")
         object.__setattr__(self, "backend_options", _plain(dict(self.backend_options)))
         if not isinstance(self.backend, str) or not self.backend:
-            raise RecipeError(f"recipe: backend must be a name such as 'onnxruntime', got {self.backend!r}")
+            raise RecipeError(f"recipe: backend must be a name such as {DEFAULT_BACKEND!r}, got {self.backend!r}")
         if self.calibration_items is not None and int(self.calibration_items) < 1:
             raise RecipeError(f"recipe: calibration_items must be >= 1 or null, got {self.calibration_items}")
         if any(s.kind == "compress" for s in self.steps[1:]):
@@ -195,7 +196,7 @@ class Recipe:
             raise RecipeError(f"{where}: recipe format {version!r} is not supported (this hasten reads "
                               f"{FORMAT_VERSION}); re-create it with this version")
         if "backend" not in data:
-            raise RecipeError(f"{where}: missing 'backend' (e.g. backend: onnxruntime)")
+            raise RecipeError(f"{where}: missing 'backend' (e.g. backend: {DEFAULT_BACKEND})")
         raw_steps = data.get("steps") or []
         if not isinstance(raw_steps, list):
             raise RecipeError(f"{where}: 'steps' must be a list")
@@ -266,10 +267,19 @@ class Recipe:
     # -- checks and application ----------------------------------------------------------------------
     def validate(self, where: str = "recipe") -> None:
         """Raise RecipeError unless every pass, scheme, option and the backend are known."""
-        from hasten.backends import backend_names
+        from hasten.backends import backend_class, backend_names
 
         if self.backend not in backend_names():
             raise RecipeError(f"{where}: unknown backend {self.backend!r}; choose from {backend_names()}")
+        cls = backend_class(self.backend)
+        unknown = sorted(set(self.backend_options) - set(cls.option_names()))
+        if unknown:
+            raise RecipeError(f"{where}: backend {self.backend} has no option(s) {unknown}; it takes "
+                              f"{', '.join(cls.option_names())}")
+        try:
+            cls(**self.backend_options)
+        except (HastenError, TypeError) as exc:
+            raise RecipeError(f"{where}: backend_options: {exc}") from exc
         for step in self.steps:
             try:
                 _build_step(step)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from hasten.backends.base import Session
+from hasten.backends.base import Session, TensorSpec
 from hasten.measure.latency import benchmark
 
 
@@ -15,7 +15,7 @@ class Recorder(Session):
 
     def __init__(self, name, log, delay):
         self.name, self.log, self.delay = name, log, delay
-        self.input_names, self.output_names = ["x"], ["y"]
+        self.inputs, self.outputs = [TensorSpec("x", "float32")], [TensorSpec("y", "float32")]
 
     def run(self, feeds):
         self.log.append(self.name)

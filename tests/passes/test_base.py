@@ -94,15 +94,17 @@ def test_get_pass_config_and_errors():
         p.config.input_size_limit = 3
 
 
-def test_backends_and_search_space():
-    assert get_pass("transformer_fusion").backends == ("onnxruntime",)
-    assert get_pass("transformer_fusion").search_space() == {"gelu_approximation": [False, True]}
+def test_domains_and_search_space():
+    fusion = get_pass("transformer_fusion")
+    assert fusion.emits_domains == ("com.microsoft",)
+    assert fusion.runs_on(("", "com.microsoft")) and not fusion.runs_on(("", "ai.onnx"))
+    assert fusion.search_space() == {"gelu_approximation": [False, True]}
     for name in ("cleanup", "constant_folding", "fold_batchnorm", "matmul_add_to_gemm", "infer_shapes"):
-        assert get_pass(name).backends == ("onnxruntime", "openvino")
+        assert get_pass(name).emits_domains == () and get_pass(name).runs_on(())
         assert get_pass(name).search_space() == {}
         assert get_pass(name).in_place is False
-    seq = Sequence([get_pass("cleanup"), get_pass("transformer_fusion")])
-    assert seq.backends == ("onnxruntime",)
+    seq = Sequence([get_pass("cleanup"), fusion])
+    assert seq.emits_domains == ("com.microsoft",) and not seq.runs_on(("",))
 
 
 def test_pass_does_not_mutate_input_and_records_lineage():

@@ -33,7 +33,7 @@ def test_openvino_bf16_precision_only_with_native_bf16(monkeypatch):
 def test_weight_only_schemes_left_off_openvino_unless_asked_for():
     names, skipped = _schemes(("fp32", "int8"))
     assert "int8-weight" not in names and "int4-weight" not in names and "int8-dynamic" in names
-    assert "runs on onnxruntime only" in skipped["int4-weight on openvino"]
+    assert "com.microsoft ops, which openvino does not run" in skipped["int4-weight on openvino"]
     sp = Space(["openvino"], [1], 16, schemes=["int8-weight"])
     asked = [c.recipe.steps[-1].name for c in sp.scheme_candidates(Recipe((), "openvino", {"threads": 1}))]
     assert asked == ["int8-weight"]

@@ -50,9 +50,13 @@ def _floor(model, args):
 
 
 def arguments(p):
+    from hasten.backends import backend_names
+
     add_model_options(p)
-    p.add_argument("--backend", default="onnxruntime,openvino",
-                   help="comma-separated backends; the first is the reference (openvino:bf16 for bf16)")
+    names = ",".join(backend_names())
+    p.add_argument("--backend", default=names,
+                   help=f"comma-separated backends (default {names}); the first is the reference; NAME:VALUE "
+                        "or NAME:OPTION=VALUE sets an option (openvino:bf16 for bf16)")
     p.add_argument("--threads", type=int, default=None, help="threads per backend (default: physical cores)")
     p.add_argument("--seconds", type=float, default=5.0, help="minimum timed seconds per backend")
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds")

@@ -198,8 +198,10 @@ def arguments(p):
                    help="int8-static: quantise MatMul NODE dynamically instead (mixed precision)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other option of the scheme's config (YAML value), e.g. block_size=64")
-    p.add_argument("--backend", default="onnxruntime", help="backend to check and time on (openvino, "
-                   "openvino:bf16)")
+    from hasten.backends import DEFAULT_BACKEND, backend_names
+
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help="backend to check and time on (one of "
+                   f"{', '.join(backend_names())}; NAME:VALUE sets an option, e.g. openvino:bf16)")
     p.add_argument("--no-speed-check", action="store_true", help="skip the quick side-by-side timing")
 
 

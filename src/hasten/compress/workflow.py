@@ -52,10 +52,10 @@ def student_from_options(src, *, student_path=None, drop_layers: int | None = No
 
 
 def export_checked(src, module, samples=None, count: int = 4):
-    """(Model, max |torch - ONNX Runtime| over `count` evaluation items at batch 1)."""
+    """(Model, max |torch - reference backend| over `count` evaluation items at batch 1)."""
     import torch
 
-    from hasten.backends import get_backend
+    from hasten.backends import reference_backend
 
     model = src.export(module)
     samples = samples if samples is not None else src.evaluation
@@ -63,7 +63,7 @@ def export_checked(src, module, samples=None, count: int = 4):
         feeds = [{k: v.numpy() for k, v in src.example_inputs.items()}]
     else:
         feeds = list(samples.take(min(count, len(samples))).feeds(1))
-    session = get_backend("onnxruntime").compile(model)
+    session = reference_backend().compile(model)
     worst = 0.0
     module.eval()
     for feed in feeds:

@@ -197,7 +197,7 @@ def get_metric(spec) -> Metric:
 
 def _outputs(source, samples, backend, batch_size) -> np.ndarray:
     """The first output of `source` (Session, Model, array or {name: array}) on `samples`."""
-    from hasten.backends import Session, get_backend, run_samples
+    from hasten.backends import DEFAULT_BACKEND, Session, get_backend, run_samples
     from hasten.model import Model
 
     if isinstance(source, np.ndarray):
@@ -205,19 +205,19 @@ def _outputs(source, samples, backend, batch_size) -> np.ndarray:
     if isinstance(source, dict):
         return next(iter(source.values()))
     if isinstance(source, Model):
-        source = get_backend(backend).compile(source)
+        source = get_backend(backend or DEFAULT_BACKEND).compile(source)
     if isinstance(source, Session):
         outs = run_samples(source, samples, batch_size)
         return outs[source.output_names[0]]
     raise MetricError(f"cannot evaluate a {type(source).__name__}; give a Model, Session or outputs")
 
 
-def evaluate(candidate, samples, metrics=None, reference=None, backend: str = "onnxruntime",
+def evaluate(candidate, samples, metrics=None, reference=None, backend: str | None = None,
              batch_size: int = 1) -> dict[str, Score]:
     """Score `candidate` (Model, Session or outputs) on `samples` with each metric.
 
     `reference` (Model, Session or outputs) is what fidelity metrics compare against; labels come from
-    `samples.labels`. Returns {metric name: Score}.
+    `samples.labels`; Models run on `backend` (None: the default backend). Returns {metric name: Score}.
     """
     metrics = [get_metric(m) for m in (metrics or ["cosine"])]
     cand = _outputs(candidate, samples, backend, batch_size)

@@ -6,19 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hasten.backends import get_backend
-from hasten.errors import BackendError
+from hasten.backends import get_backend, parse_backend_spec
 from hasten.measure.latency import LatencyResult, benchmark, compile_measured, peak_rss_mb
 
-
-def parse_backend_spec(spec: str):
-    """`onnxruntime`, `openvino`, or `openvino:bf16` (a precision after the colon) -> Backend."""
-    name, _, option = spec.strip().partition(":")
-    if option:
-        if name != "openvino":
-            raise BackendError(f"backend spec {spec!r}: only openvino takes an option (openvino:bf16)")
-        return name, {"precision": option}
-    return name, {}
+__all__ = ["BackendRow", "compare_backends", "parse_backend_spec"]
 
 
 @dataclass

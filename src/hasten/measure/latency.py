@@ -3,6 +3,8 @@
 Every candidate is warmed up (>= `warmup_runs` runs and >= `warmup_s`), then timed for >= `min_runs` runs and
 >= `min_seconds` in total, in `rounds` interleaved rounds (A B A B ..., order rotated each round) so drift on a
 shared machine hits all candidates alike. Reports median, p90, p99 and throughput; never a mean alone.
+A session whose backend has its own latency source (`Session.latency_source` is not "host": a simulator, a
+cost model) is not timed: `latency_ms(feed)` of each feed, repeated to `min_runs` runs, is its distribution.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def benchmark(sessions, feeds, *, warmup_runs: int = 10, warmup_s: float = 1.0, 
     feed_list = feeds if isinstance(feeds, list) else [feeds]
     if not feed_list:
         raise ValueError("benchmark needs at least one feed dict")
-    names = list(sessions)
+    own = {n: s for n, s in sessions.items() if getattr(s, "latency_source", "host") != "host"}
+    names = [n for n in sessions if n not in own]
     for name in names:  # warm-up
         start, runs = time.perf_counter(), 0
         while runs < warmup_runs or time.perf_counter() - start < warmup_s:
@@ -80,8 +83,8 @@ def benchmark(sessions, feeds, *, warmup_runs: int = 10, warmup_s: float = 1.0, 
             runs += 1
     runs_per_round = max(1, math.ceil(min_runs / rounds))
     seconds_per_round = min_seconds / rounds
-    times: dict[str, list[int]] = {n: [] for n in names}
-    for r in range(rounds):
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds if names else 0):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             sess, out = sessions[name], times[name]
@@ -94,9 +97,12 @@ def benchmark(sessions, feeds, *, warmup_runs: int = 10, warmup_s: float = 1.0, 
                 done += 1
         if progress:
             progress("benchmark", r + 1, rounds)
+    for name, sess in own.items():
+        per_feed = [float(sess.latency_ms(feed)) * 1e6 for feed in feed_list]
+        times[name] = [per_feed[i % len(per_feed)] for i in range(max(min_runs, len(per_feed)))]
     batch = _batch_of(feed_list[0])
     return {n: LatencyResult(n, np.asarray(times[n], dtype=np.float64) / 1e6, batch,
-                             sessions[n].describe()) for n in names}
+                             sessions[n].describe()) for n in sessions}
 
 
 def rss_mb() -> float:

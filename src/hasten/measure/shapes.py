@@ -8,18 +8,15 @@ shapes and whose value_info holds a concrete shape for every value shape inferen
   dim stays symbolic. Callers with user samples pass their shapes (`hasten.input_shapes.sample_shapes`);
 - `onnx.shape_inference.infer_shapes(data_prop=True)` runs first (with large weights' bytes left out, so it
   is cheap and works past 2 GB); where it leaves values unshaped (com.microsoft ops, ops it cannot
-  propagate), ONNX Runtime's `SymbolicShapeInference` fills the gaps.
+  propagate), the reference backend's symbolic shape inference (`hasten.backends.symbolic_shapes`: ONNX
+  Runtime's `SymbolicShapeInference`) fills the gaps.
 
 The input shapes themselves are resolved by `hasten.input_shapes` (shared with the data loaders and the CLI).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import onnx
 
@@ -136,53 +133,19 @@ def _onnx_infer(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     return _value_infos(result)
 
 
-def _symbolic_class():
-    """`SymbolicShapeInference`, loaded from its file: `import onnxruntime.tools` would import torch (2 s)."""
-    name = "onnxruntime.tools.symbolic_shape_infer"
-    if name in sys.modules:
-        return sys.modules[name].SymbolicShapeInference
-    private = "_hasten_ort_symbolic_shape_infer"
-    if private not in sys.modules:
-        spec = importlib.util.find_spec("onnxruntime")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(next(iter(spec.submodule_search_locations))) / "tools" / "symbolic_shape_infer.py"
-        if not path.exists():
-            return None
-        module_spec = importlib.util.spec_from_file_location(private, path)
-        module = importlib.util.module_from_spec(module_spec)
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception:
-            return None
-        sys.modules[private] = module
-    return sys.modules[private].SymbolicShapeInference
-
-
 def symbolic_value_infos(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """name -> value info from ONNX Runtime's symbolic shape inference (dims may stay symbolic); {} when
+    """name -> value info from the reference backend's symbolic shape inference (dims may stay symbolic); {} when
     it cannot run. `proto` is not changed."""
     return _symbolic_infer(proto)
 
 
 def _symbolic_infer(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """ONNX Runtime's symbolic shape inference (knows com.microsoft ops); {} when it fails."""
-    SymbolicShapeInference = _symbolic_class()
-    if SymbolicShapeInference is None:
-        return {}
-    logging.getLogger(SymbolicShapeInference.__module__).setLevel(logging.ERROR)
+    """The reference backend's symbolic shape inference (knows contrib ops); {} when it has none or fails."""
+    from hasten.backends import symbolic_shapes
+
     taken = _strip_large(proto)
     try:
-        # The class is driven directly: its `infer_shapes` wrapper writes a file into the working folder
-        # when inference is incomplete, and partial results are still useful here.
-        engine = SymbolicShapeInference(2**31 - 1, True, False, 0)
-        engine._preprocess(proto)
-        while engine.run_:
-            engine._infer_impl()
-        engine._update_output_from_vi()
-        result = engine.out_mp_
-    except Exception:
-        return {}
+        result = symbolic_shapes(proto)
     finally:
         _restore(proto, taken)
-    return _value_infos(result)
+    return {} if result is None else _value_infos(result)

@@ -489,7 +489,9 @@ def measure_host(rounds: int = 2, budget_s: float = MEASURE_BUDGET_S,
         raise RuntimeError(f"could not measure the host's fp32 peak and bandwidth: {methods}")
     bandwidth = peaks.pop("bandwidth")
     versions = {}
-    for name in ("onnxruntime", "numpy", "torch", "openvino"):
+    from hasten.backends import packages
+
+    for name in ("numpy", "torch", *packages()):
         try:
             from importlib.metadata import version
 

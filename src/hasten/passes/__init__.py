@@ -2,7 +2,7 @@
 
     from hasten.passes import get_pass, optimize_graph
     result = get_pass("fold_batchnorm")(model)         # PassResult
-    result = optimize_graph(model, backend="onnxruntime")
+    result = optimize_graph(model, backend=name)  # the passes whose output backend `name` runs
 
 `register(cls)` adds a Pass class under its `name` (raises if the name is taken); `get_pass(name,
 **config)` builds one with its Config; `registered()` lists the names. Heavy libraries (onnxscript,
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from hasten.errors import HastenError
 from hasten.model import Model
-from hasten.passes.base import ALL_BACKENDS, FixedPoint, Pass, PassResult, Sequence
+from hasten.passes.base import FixedPoint, Pass, PassResult, Sequence
 from hasten.passes.cleanup import Cleanup
 from hasten.passes.constant_folding import ConstantFolding
 from hasten.passes.fold_batchnorm import FoldBatchNorm
@@ -56,17 +56,19 @@ for _cls in (Cleanup, ConstantFolding, FoldBatchNorm, MatMulAddToGemm, Transform
     register(_cls)
 
 
-def default_pipeline(backend: str = "onnxruntime", max_iterations: int = 4) -> FixedPoint:
-    """cleanup, constant folding, BatchNorm folding (and ORT's transformer fusions when the backend is
-    onnxruntime), repeated until nothing changes."""
-    if backend not in ALL_BACKENDS:
-        raise HastenError(f"unknown backend {backend!r}; choose one of {', '.join(ALL_BACKENDS)}")
-    passes: list[Pass] = [Cleanup(), ConstantFolding(), FoldBatchNorm()]
-    if backend == "onnxruntime":
-        passes.append(TransformerFusion())
+def default_pipeline(backend: str | None = None, max_iterations: int = 4) -> FixedPoint:
+    """cleanup, constant folding, BatchNorm folding and transformer fusion, keeping those whose output
+    `backend` (a registered name; None: the default backend) runs, repeated until nothing changes."""
+    from hasten.backends import DEFAULT_BACKEND, backend_class
+
+    cls = backend_class(backend or DEFAULT_BACKEND)
+    if not cls.graph_passes:
+        raise HastenError(f"backend {cls.name!r} takes no graph passes")
+    passes: list[Pass] = [p for p in (Cleanup(), ConstantFolding(), FoldBatchNorm(), TransformerFusion())
+                          if p.runs_on(cls.domains)]
     return FixedPoint(passes, max_iterations=max_iterations)
 
 
-def optimize_graph(model: Model, backend: str = "onnxruntime") -> PassResult:
+def optimize_graph(model: Model, backend: str | None = None) -> PassResult:
     """Run `default_pipeline(backend)` on `model` (which is not mutated)."""
     return default_pipeline(backend)(model)

@@ -6,8 +6,9 @@ clone of the graph (`ir.Model.clone()`: nodes and values are new, weight tensors
 read-only), and when it changes something it returns `model.derive(new, step)` so the step is recorded in
 the lineage. When it changes nothing it returns the input object itself with `modified=False`.
 
-Every pass declares `backends`: the runtimes that can execute its output (a pass emitting
-`com.microsoft` ops declares `("onnxruntime",)`), and `search_space()`: config values worth trying.
+Every pass declares `emits_domains`: the op domains beyond the standard ones its output may hold (a pass
+emitting contrib ops declares `("com.microsoft",)`); it applies to a backend that executes all of them
+(`runs_on(backend.domains)`). And `search_space()`: config values worth trying.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hasten.model import Model
 
 logger = logging.getLogger(__name__)
 
-ALL_BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")
+STANDARD_DOMAINS: tuple[str, ...] = ("", "ai.onnx")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Pass(abc.ABC):
     (use `self.working_copy(model)` to get a mutable clone)."""
 
     name: ClassVar[str] = ""
-    backends: ClassVar[tuple[str, ...]] = ALL_BACKENDS
+    emits_domains: ClassVar[tuple[str, ...]] = ()
     in_place: ClassVar[bool] = False
 
     @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class Pass(abc.ABC):
     def search_space(self) -> dict[str, list]:
         """Config values worth trying, for the tuner: {option: [values]}; {} when none."""
         return {}
+
+    @classmethod
+    def runs_on(cls, domains) -> bool:
+        """True when a runtime executing the op `domains` runs this pass's output."""
+        return set(cls.emits_domains) <= set(domains) | set(STANDARD_DOMAINS)
 
     def __call__(self, model: Model) -> PassResult:
         if not isinstance(model, Model):
@@ -114,7 +120,7 @@ def _merge_stats(total: dict[str, int], stats: dict[str, int], prefix: str) -> N
 class Sequence:
     """Run passes in order; modified if any pass modified. Stats are keyed `pass_name.counter`.
 
-    Its `backends` are those every member supports.
+    Its `emits_domains` are those of all its members.
     """
 
     name = "sequence"
@@ -123,10 +129,10 @@ class Sequence:
         self.passes = list(passes)
         if not self.passes:
             raise HastenError("a pass sequence needs at least one pass")
-        backends = set(ALL_BACKENDS)
-        for p in self.passes:
-            backends &= set(p.backends)
-        self.backends = tuple(b for b in ALL_BACKENDS if b in backends)
+        self.emits_domains = tuple(sorted({d for p in self.passes for d in p.emits_domains}))
+
+    def runs_on(self, domains) -> bool:
+        return set(self.emits_domains) <= set(domains) | set(STANDARD_DOMAINS)
 
     def __call__(self, model: Model) -> PassResult:
         modified = False

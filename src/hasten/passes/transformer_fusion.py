@@ -2,7 +2,8 @@
 EmbedLayerNormalization, BiasGelu / FastGelu, ...), via `onnxruntime.transformers.optimizer.optimize_model`
 with `opt_level=0` (the Python fusions only; no ORT session optimisation baked into the file).
 
-The output holds `com.microsoft` contrib ops that only ONNX Runtime runs, so `backends = ("onnxruntime",)`.
+The output holds `com.microsoft` contrib ops (only ONNX Runtime runs them), so
+`emits_domains = ("com.microsoft",)`.
 
 `num_heads` / `hidden_size` = 0 means detect. ORT's own detection reads the Q Reshape's target shape and
 fails on graphs that reshape to `(batch, seq, -1, head_size)` (transformers >= 5); this pass then reads
@@ -120,10 +121,10 @@ def _quiet_ort_logs():
 
 
 class TransformerFusion(Pass):
-    """ONNX Runtime transformer fusions (BERT-style encoders); output runs only on ONNX Runtime."""
+    """ONNX Runtime transformer fusions (BERT-style encoders); the output holds com.microsoft ops."""
 
     name = "transformer_fusion"
-    backends = ("onnxruntime",)
+    emits_domains = ("com.microsoft",)
 
     @dataclass(frozen=True)
     class Config:

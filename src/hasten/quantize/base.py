@@ -41,8 +41,12 @@ class QuantConfig:
     #: the order the search tries schemes in (lower first, then by name): under a tight time budget the
     #: scheme with the most to gain should not wait behind the others
     search_priority: ClassVar[int] = 50
-    #: per backend, the option values the search starts this scheme from (its own defaults elsewhere)
-    backend_defaults: ClassVar[dict[str, dict]] = {}
+    #: the arithmetic it needs (pruned where the backend does not compute in it on the target); None: any
+    compute_dtype: ClassVar[str | None] = None
+    #: op domains beyond the standard ones its output holds (it runs on backends that execute them)
+    emits_domains: ClassVar[tuple[str, ...]] = ()
+    #: tried by the search only when asked for by name
+    experimental: ClassVar[bool] = False
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, **dataclasses.asdict(self)}
@@ -128,10 +132,10 @@ def quantize(model, config: QuantConfig, calib=None) -> QuantResult:
 
 
 def check_finite_outputs(model, samples, what: str) -> None:
-    """Raise QuantizationError if `model` yields NaN/inf on `samples` (ONNX Runtime, reference kernels)."""
-    from hasten.backends import get_backend, run_samples
+    """Raise QuantizationError if `model` yields NaN/inf on `samples` (on the reference backend)."""
+    from hasten.backends import reference_backend, run_samples
 
-    outs = run_samples(get_backend("onnxruntime").compile(model), samples)
+    outs = run_samples(reference_backend().compile(model), samples)
     bad = [name for name, v in outs.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
     if bad:
         raise QuantizationError(f"{what}: the quantised model produces NaN/inf in output(s) {bad}; "

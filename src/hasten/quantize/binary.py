@@ -41,6 +41,7 @@ class BinaryConfig(QuantConfig):
     exclude: node names to leave in float."""
 
     scheme: ClassVar[str] = "binary"
+    experimental: ClassVar[bool] = True  # no runtime here has 1-bit kernels: tried only when asked for
     keep_first_last: bool = True
     storage: str = "float"
     exclude: tuple[str, ...] = ()

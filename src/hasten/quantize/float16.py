@@ -21,8 +21,8 @@ every fp16-typed tensor: a device that computes truly in fp16 may need more node
 bf16 (`BFloat16Config`), honestly: ONNX Runtime's CPU provider has no bf16 MatMul/Gemm kernels (a bf16 graph
 fails to load), while OpenVINO runs bf16 natively on AVX-512 BF16/AMX through its precision hint and keeps
 precision-sensitive ops in fp32 itself. So "bf16" leaves the graph fp32 and records the runtime setting
-`{"backend": "openvino", "precision": "bf16"}` in the report; the handler runs the calibration samples on
-OpenVINO bf16 against OpenVINO f32, refuses non-finite outputs and reports the output SQNR. Per-node fallback
+of the backend that computes in bf16 (`hasten.backends.backend_computing`: OpenVINO, precision bf16) in the
+report; the handler runs the calibration samples on that backend in bf16 against its fp32, refuses non-finite outputs and reports the output SQNR. Per-node fallback
 is OpenVINO's own (not controllable from an ONNX file).
 """
 
@@ -74,6 +74,7 @@ class Float16Config(QuantConfig):
     """
 
     scheme: ClassVar[str] = "fp16"
+    compute_dtype: ClassVar[str] = "fp16"
     max_rel_error: float = 0.05
     check_samples: int = 8
     keep_nodes: tuple[str, ...] = ()
@@ -93,6 +94,7 @@ class BFloat16Config(QuantConfig):
     """bf16 as OpenVINO's execution precision (see module docstring); the graph stays fp32."""
 
     scheme: ClassVar[str] = "bf16"
+    compute_dtype: ClassVar[str] = "bf16"
     check_samples: int = 8
 
 
@@ -343,27 +345,30 @@ def _op(model, name: str) -> str:
 
 @register(BFloat16Config)
 def quantize_bf16(model, config: BFloat16Config, calib) -> QuantResult:
-    from hasten.backends import get_backend, run_samples
+    from hasten.backends import backend_computing, run_samples
     from hasten.errors import BackendError
     from hasten.measure.accuracy import sqnr_db
 
     samples, origin = _check_samples(model, calib, config.check_samples)
     try:
-        ref = run_samples(get_backend("openvino", precision="f32").compile(model), samples)
-        out = run_samples(get_backend("openvino", precision="bf16").compile(model), samples)
+        fp32, low = backend_computing("bf16")
+        ref = run_samples(fp32.compile(model), samples)
+        out = run_samples(low.compile(model), samples)
     except BackendError as exc:
-        raise QuantizationError(f"bf16 runs on OpenVINO, which cannot take this model: {exc}") from exc
+        raise QuantizationError(f"bf16 is a runtime precision, and no backend here can run this model in "
+                                f"bf16: {exc}") from exc
     bad = [k for k, v in out.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
     if bad:
-        raise QuantizationError(f"bf16: OpenVINO bf16 produces NaN/inf in output(s) {bad}; use fp32 or fp16")
+        raise QuantizationError(f"bf16: {low.name} bf16 produces NaN/inf in output(s) {bad}; use fp32 or fp16")
     sq = {k: sqnr_db(out[k], ref[k]) for k in ref if np.issubdtype(ref[k].dtype, np.floating)}
+    runtime = {k: v for k, v in low.describe().items() if k != "threads"}
     report = {
         "precision": "bfloat16",
-        "runtime": {"backend": "openvino", "precision": "bf16"},
+        "runtime": runtime,
         "output_sqnr_db": sq,
         "checked_on": f"{len(samples)} {origin}",
         "note": "the graph stays fp32; bf16 is OpenVINO's execution precision (INFERENCE_PRECISION_HINT) on "
                 "AVX-512 BF16/AMX. ONNX Runtime's CPU provider has no bf16 MatMul kernels. OpenVINO keeps "
                 "precision-sensitive ops in fp32 itself.",
     }
-    return QuantResult(model.derive(model.proto(), "bf16 (openvino precision hint)"), config, report)
+    return QuantResult(model.derive(model.proto(), f"bf16 ({low.name} precision option)"), config, report)

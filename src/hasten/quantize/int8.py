@@ -80,8 +80,6 @@ class Int8StaticConfig(QuantConfig):
     min_samples: ClassVar[int] = 16
     speed_options: ClassVar[tuple[str, ...]] = ("attention", "per_channel")  # change the kernels run
     search_priority: ClassVar[int] = 10  # first: the scheme options and mixed precision refine
-    #: int8 attention scores on OpenVINO: ViT-small 4% faster, same fidelity (bench/corpus/attention.py)
-    backend_defaults: ClassVar[dict[str, dict]] = {"openvino": {"attention": "qk"}}
     calibration: str = "minmax"
     percentile: float = 99.99
     per_channel: bool = True
@@ -355,7 +353,7 @@ def quantize_static(model, config: Int8StaticConfig, calib=None, nodes_to_exclud
               "attention": attention,
               "smoothquant": smooth_report.to_dict() if smooth_report else None,
               "bias_corrected": corrected, "gptq": rounded, "overflow_fix": overflow_report,
-              "backends": ["onnxruntime"] if lowered else ["onnxruntime", "openvino"],
+              "emits_domains": sorted({n.domain for n in out.graph.node if n.domain not in ("", "ai.onnx")}),
               "samples": stats.samples if stats is not None else 0}
     return QuantResult(model.derive(out, _step(config)), config, report)
 

@@ -132,12 +132,12 @@ def compare_tensors(reference, candidate, samples, pairs: dict[str, str], max_sa
                     ) -> dict[str, TensorStat]:
     """Run both models (hasten Models) on `samples` with the tensors of `pairs` (original name -> candidate
     name) exposed, and compare them item by item (streamed: memory is one item's tensors)."""
-    from hasten.backends import get_backend
+    from hasten.backends import reference_backend
     from hasten.model import Model
 
     if max_samples is not None:
         samples = samples.take(min(len(samples), max_samples))
-    backend = get_backend("onnxruntime", graph_optimization="basic")
+    backend = reference_backend(fusions=False)
     ref_sess = backend.compile(Model.from_proto(expose(reference.proto(), pairs.keys())))
     cand_sess = backend.compile(Model.from_proto(expose(candidate.proto(), set(pairs.values()))))
     stats = {name: TensorStat() for name in pairs}

@@ -73,7 +73,7 @@ def overflow_report(requested: str, applied: str, seven_bit: list[str], layers: 
 def capture(proto: onnx.ModelProto, tensors: list[str], calib, samples: int = MEASURE_SAMPLES
             ) -> dict[str, list[np.ndarray]]:
     """{tensor: [its value on each of the first `samples` calibration items, run one at a time]}."""
-    from hasten.backends import get_backend
+    from hasten.backends import reference_backend
     from hasten.model import Model
 
     out = onnx.ModelProto()
@@ -82,7 +82,7 @@ def capture(proto: onnx.ModelProto, tensors: list[str], calib, samples: int = ME
     for name in tensors:
         if name not in existing:
             out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = get_backend("onnxruntime").compile(Model.from_proto(out))
+    session = reference_backend().compile(Model.from_proto(out))
     values: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
     for feeds in calib.take(min(len(calib), samples)).feeds(1):
         result = session.run(feeds)

@@ -48,13 +48,13 @@ class Evaluator:
     """Runs candidates on fixed evaluation samples and compares them with the fp32 model's outputs."""
 
     def __init__(self, model, samples, metric=None, batch_size: int | None = None):
-        from hasten.backends import get_backend
+        from hasten.backends import reference_backend
 
         self.samples = samples
         self.metric: Metric | None = get_metric(metric) if metric is not None else None
         fixed = any(s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0 for s in model.inputs)
         self.batch_size = 1 if fixed else (batch_size or 8)
-        self.backend = get_backend("onnxruntime")
+        self.backend = reference_backend()
         self.reference = self.run(model)
         self.first = model.outputs[0].name
         self.baseline = None

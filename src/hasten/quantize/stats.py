@@ -315,7 +315,7 @@ def collect_stats(model, calib, tensors: Iterable[str] | None = None,
     a constant weight); `hessian_tensors`: those that also get E[x^T x] (K x K, for GPTQ rounding; memory
     K^2 per tensor, still independent of the number of samples). `progress(done, total)` is called after
     each batch."""
-    from hasten.backends import get_backend
+    from hasten.backends import reference_backend
     from hasten.model import Model
     from hasten.quantize.graph import inferred_proto
 
@@ -340,7 +340,7 @@ def collect_stats(model, calib, tensors: Iterable[str] | None = None,
     stats = {name: TensorStats(name, bins=bins) for name in tensors}
     if not stats:
         return ActivationStats({}, 0)
-    session = get_backend("onnxruntime").compile(Model.from_proto(_with_outputs(proto, tensors)))
+    session = reference_backend().compile(Model.from_proto(_with_outputs(proto, tensors)))
     if _fixed_batch(model):
         batch_size = 1
     progress = progress or _PROGRESS.get()

@@ -36,8 +36,8 @@ class _WeightOnlyConfig(QuantConfig):
     accuracy_level: ORT MatMulNBits compute type (0 = fp32, 4 = int8 activations). exclude: node names."""
 
     bits: ClassVar[int] = 0
-    #: MatMulNBits is an ONNX Runtime contrib op: OpenVINO cannot compile it
-    backends: ClassVar[tuple[str, ...]] = ("onnxruntime",)
+    #: MatMulNBits is a contrib op (com.microsoft): only backends that run that domain take it
+    emits_domains: ClassVar[tuple[str, ...]] = ("com.microsoft",)
     block_size: int = 32
     symmetric: bool = True
     accuracy_level: int = 0

@@ -10,8 +10,8 @@ from hasten.paths import package_version
 #: CPU flags that decide which kernels a runtime can use
 FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
          "amx_bf16", "amx_int8", "amx_tile")
-PACKAGES = ("hasten", "numpy", "onnx", "onnx-ir", "onnxscript", "onnxruntime", "openvino", "nncf", "torch",
-            "transformers")
+#: besides these, the packages of the registered backends (`hasten.backends.packages()`)
+PACKAGES = ("hasten", "numpy", "onnx", "onnx-ir", "onnxscript", "nncf", "torch", "transformers")
 
 
 def cpu_model() -> str:
@@ -26,12 +26,12 @@ def cpu_model() -> str:
 
 
 def environment(settings=None) -> dict:
-    from hasten.backends import physical_cores
+    from hasten.backends import packages, physical_cores
     from hasten.measure.isa import cpu_features
 
     flags = cpu_features()
     versions = {}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *packages()):
         versions[name] = package_version(name)
     out = {
         "cpu": cpu_model(), "machine": platform.machine(), "physical_cores": physical_cores(),

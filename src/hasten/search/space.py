@@ -1,15 +1,17 @@
 """The candidate space, built from what passes, schemes and backends declare (nothing hard-coded by name).
 
-- baselines: the input model, unchanged, on each backend (and each thread setting); runtime options worth
-  trying (`BACKEND_OPTIONS`, e.g. OpenVINO bf16 where the CPU has bf16 instructions) are variants of it;
-- graph pipelines, per backend: every registered pass that declares the backend, in the order of
-  `hasten.passes.default_pipeline(backend)`, then each option of the passes' `search_space()` one at a time,
-  and each other registered pass switched on;
+- baselines: the input model, unchanged, on each backend (and each thread setting); the runtime options a
+  backend declares worth trying on the target (`Backend.option_space`, e.g. OpenVINO bf16 where the CPU has
+  bf16 instructions) are variants of it;
+- graph pipelines, per backend that takes graph passes: every registered pass whose output the backend runs
+  (`Pass.runs_on(backend.domains)`), in the order of `hasten.passes.default_pipeline(backend)`, then each
+  option of the passes' `search_space()` one at a time, and each other registered pass switched on;
 - schemes: every registered quantisation scheme (`hasten.quantize.base.schemes()`) on top of a backend's
-  best graph pipeline, with its default config; a scheme class may declare `backends` (the runtimes that run
-  its output), `experimental = True` (tried only when asked for by name), `search_priority` (the order
-  schemes are tried in: int8-static first) and `backend_defaults` (the config it starts from on a backend:
-  int8-static with int8 attention on OpenVINO);
+  best graph pipeline, with its default config; a scheme class may declare `emits_domains` (op domains its
+  output holds beyond the standard ones: it runs on backends executing them), `compute_dtype` (pruned where
+  the backend does not compute in it on the target), `experimental = True` (tried only when asked for by
+  name) and `search_priority` (the order schemes are tried in: int8-static first); a backend may declare
+  `scheme_defaults` (the config a scheme starts from there: int8-static with int8 attention on OpenVINO);
 - options: for a scheme candidate, each value of its config class's `search_space()` one at a time, and the
   backend's runtime options; then the best values combined (coordinate descent). A candidate already inside
   the budget gets only its scheme's `speed_options` (the others cannot make it faster).
@@ -24,25 +26,18 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
+from hasten.backends import backend_class
 from hasten.measure.isa import cpu_features, native_dtypes
+from hasten.passes.base import STANDARD_DOMAINS
 from hasten.quantize.base import QuantConfig
 from hasten.recipe import Recipe, Step
 
 logger = logging.getLogger(__name__)
 
-#: runtime options worth trying per backend: option -> values (other than the default); `_REQUIRES` says
-#: which dtype the CPU must run natively (hasten.measure.isa.native_dtypes) for a value to be worth it.
-BACKEND_OPTIONS: dict[str, dict[str, list]] = {"openvino": {"precision": ["bf16"]}}
-_REQUIRES = {("precision", "bf16"): "bf16"}
 #: option names that only change speed, never the numbers (so a variant shares its parent's accuracy)
 SPEED_ONLY_OPTIONS = ("threads",)
 #: the note of each backend's default graph-pipeline candidate
 DEFAULT_PIPELINE = "default graph pipeline"
-#: Transitional: what built-in schemes do not declare yet. A scheme class declares `compute_dtype` (the
-#: arithmetic it needs the target to have, pruned when the target lacks it) and `experimental = True` (tried
-#: only when asked for by name); these defaults apply only while the class does not declare them.
-_UNDECLARED_DTYPE = {"fp16": "fp16", "bf16": "bf16"}
-_UNDECLARED_EXPERIMENTAL = ("binary",)
 
 
 @dataclass(frozen=True)
@@ -142,16 +137,9 @@ class Space:
         return out
 
     def runtime_options(self, backend: str) -> list[tuple[str, object]]:
-        native = native_dtypes(cpu_features())
-        out = []
-        for option, values in BACKEND_OPTIONS.get(backend, {}).items():
-            for value in values:
-                needs = _REQUIRES.get((option, value))
-                if needs and needs not in native:
-                    logger.info("skipping %s %s=%s: the CPU has no native %s", backend, option, value, needs)
-                    continue
-                out.append((option, value))
-        return out
+        """The (option, value) pairs `backend` declares worth trying on this target."""
+        native = self.target_dtypes if self.target_dtypes is not None else native_dtypes(cpu_features())
+        return backend_class(backend).option_space(native)
 
     def thread_variants(self, recipe: Recipe) -> list[Recipe]:
         return [dataclasses.replace(recipe, backend_options={**recipe.backend_options, "threads": t})
@@ -163,23 +151,19 @@ class Space:
 
     def pipeline(self, backend: str) -> list[Step]:
         """The default graph pipeline for `backend` as steps (each pass once, its default config)."""
-        reg = self._registry()
-        try:
-            members = list(reg.default_pipeline(backend).passes)
-        except Exception as exc:  # an unknown backend for the pass registry: no graph passes
-            logger.info("no default pipeline for %s: %s", backend, exc)
+        if not backend_class(backend).graph_passes:
             return []
-        steps = []
-        for p in members:
-            if backend in getattr(p, "backends", (backend,)) and self._pass_allowed(p.name):
-                steps.append(Step("pass", p.name, _config_dict(p.config)))
-        return steps
+        members = self._registry().default_pipeline(backend).passes
+        return [Step("pass", p.name, _config_dict(p.config)) for p in members if self._pass_allowed(p.name)]
 
     def graph_variants(self, backend: str) -> list[Candidate]:
         """The default pipeline, then one change at a time: a pass option, or another pass switched on."""
         reg = self._registry()
         base = self.pipeline(backend)
         out = []
+        if not backend_class(backend).graph_passes:
+            return out
+        domains = backend_class(backend).domains
         if base:
             out.append(Candidate(self.recipe(base, backend), "graph", note=DEFAULT_PIPELINE))
         in_base = {s.name for s in base}
@@ -187,7 +171,7 @@ class Space:
             if not self._pass_allowed(name):
                 continue
             p = reg.get_pass(name)
-            if backend not in getattr(p, "backends", (backend,)):
+            if not p.runs_on(domains):
                 continue
             if name in in_base:
                 i = next(k for k, s in enumerate(base) if s.name == name)
@@ -216,17 +200,19 @@ class Space:
         """None when `name` may run on `backend`, else why not."""
         if self.only_schemes is not None and name not in self.only_schemes:
             return "not requested"
-        experimental = getattr(cls, "experimental", name in _UNDECLARED_EXPERIMENTAL)
-        if self.only_schemes is None and experimental:
+        if self.only_schemes is None and getattr(cls, "experimental", False):
             return "experimental (ask for it by name: schemes=...)"
-        dtype = getattr(cls, "compute_dtype", _UNDECLARED_DTYPE.get(name))
+        runtime = backend_class(backend)
+        dtype = getattr(cls, "compute_dtype", None)
         if self.only_schemes is None and dtype and self.target_dtypes is not None \
-                and dtype not in self.target_dtypes:
-            return (f"the target has no {dtype} arithmetic (it has {', '.join(self.target_dtypes)}); "
-                    "ask for it by name to try it anyway")
-        declared = getattr(cls, "backends", None)
-        if self.only_schemes is None and declared is not None and backend not in declared:
-            return f"runs on {', '.join(declared)} only (ask for it by name to try it anyway)"
+                and dtype not in runtime.dtypes_on(self.target_dtypes):
+            where = f"the target has no {dtype} arithmetic (it has {', '.join(self.target_dtypes)})" \
+                if dtype not in self.target_dtypes else f"{backend} does not compute in {dtype}"
+            return f"{where}; ask for it by name to try it anyway"
+        foreign = sorted(set(getattr(cls, "emits_domains", ())) - set(runtime.domains) - set(STANDARD_DOMAINS))
+        if self.only_schemes is None and foreign:
+            return f"its output holds {', '.join(foreign)} ops, which {backend} does not run " \
+                   "(ask for it by name to try it anyway)"
         if getattr(cls, "min_samples", 0) and self.calibration_items is None:
             return "needs calibration data (--calib)"
         return None
@@ -242,7 +228,7 @@ class Space:
                 if why != "not requested":
                     self.skipped[f"{name} on {base.backend}"] = why
                 continue
-            start = dict(getattr(cls, "backend_defaults", {}).get(base.backend, {}))
+            start = dict(backend_class(base.backend).scheme_defaults.get(name, {}))
             steps = [*base.steps, Step("quantize", name, start)]
             note = f"{name}, {base.backend}'s defaults ({', '.join(f'{k}={v}' for k, v in start.items())})" \
                 if start else f"{name}, default options"
