@@ -64,6 +64,8 @@ def test_unknown_pass_scheme_option_and_backend(tmp_path):
         "no option(s) ['colour']": "backend: onnxruntime\nsteps:\n"
                                    "- {kind: quantize, name: int8-dynamic, config: {colour: red}}\n",
         "unknown backend 'tpu'": "backend: tpu\nsteps: []\n",
+        "precision must be one of": "backend: openvino\nbackend_options: {precision: garbage}\nsteps: []\n",
+        "has no option(s) ['colour']": "backend: openvino\nbackend_options: {colour: red}\nsteps: []\n",
     }
     for message, text in cases.items():
         path = tmp_path / "recipe.yaml"

@@ -5,7 +5,7 @@
 For each model, in one process: the fp32 model on ONNX Runtime and OpenVINO, NNCF int8 (ModelType.TRANSFORMER)
 and hasten's int8-static on OpenVINO's default graph pipeline with attention=float / qk / all (64 calibration
 items each). Every session is timed in interleaved rounds and scored against fp32 on the same backend
-(bench/corpus/run.py's scoring and timing). It measures the choice behind `Int8StaticConfig.backend_defaults`.
+(bench/corpus/run.py's scoring and timing). It measures the choice behind `OpenVinoBackend.scheme_defaults`.
 """
 
 from __future__ import annotations
