@@ -178,9 +178,9 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     budget = Budget.build(metrics, max_drop)
     if isinstance(backends, str):
         backends = [b.strip() for b in backends.split(",") if b.strip()]
-    from hasten.backends import backend_names
+    from hasten.backends import backend_names, installed_backends
 
-    backends = list(backends or backend_names())
+    backends = list(backends or installed_backends())
     unknown = sorted(set(backends) - set(backend_names()))
     if unknown:
         raise SearchError(f"--backends: unknown {unknown}; choose from {', '.join(backend_names())}")

@@ -17,14 +17,14 @@ import importlib
 from hasten.backends.base import Backend, Session, TensorSpec, physical_cores, run_samples
 from hasten.errors import BackendError
 
-__all__ = ["Backend", "Session", "TensorSpec", "get_backend", "backend_class", "backend_names",
+__all__ = ["Backend", "Session", "TensorSpec", "get_backend", "backend_class", "backend_names", "installed_backends",
            "register_backend", "unregister_backend", "reference_backend", "backend_computing", "packages",
            "parse_backend_spec", "symbolic_shapes",
            "DEFAULT_BACKEND", "physical_cores", "run_samples"]
 
 #: built-in backends: name -> module defining it (imported on first use; its runtime only when compiling)
 _BUILTIN = {
-    "onnxruntime": ("hasten.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "onnxruntime": ("hasten.backends.onnxruntime", "OnnxRuntimeBackend"),  # the first: DEFAULT_BACKEND
     "openvino": ("hasten.backends.openvino", "OpenVinoBackend"),
 }
 _PLUGINS: dict[str, type[Backend]] = {}
@@ -36,6 +36,18 @@ _REFERENCE = "onnxruntime"
 def backend_names() -> list[str]:
     """Every registered backend: the built-ins, then plug-ins in the order they were registered."""
     return [*_BUILTIN, *_PLUGINS]
+
+
+def installed_backends() -> list[str]:
+    """The registered backends whose runtime package is installed (the search's default)."""
+    import importlib.util
+
+    out = []
+    for name in backend_names():
+        package = backend_class(name).package
+        if not package or importlib.util.find_spec(package) is not None:
+            out.append(name)
+    return out
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:

@@ -182,10 +182,10 @@ def arguments(p):
     p.add_argument("--max-drop", default=None, help="max absolute drop of the task metric (0.01), or NAME=V,... "
                                                     "per metric; defaults: top1/cosine 0.01, retrieval 0.10")
     p.add_argument("--target", default="cpu", help="hardware target (cpu)")
-    from hasten.backends import backend_names
+    from hasten.backends import installed_backends
 
     p.add_argument("--backends", default=None, help="comma-separated backends (default: all installed: "
-                                                    f"{','.join(backend_names())})")
+                                                    f"{','.join(installed_backends())})")
     p.add_argument("--time-budget", default=None, help="wall-clock budget, e.g. 10m, 90s (default 8m)")
     p.add_argument("--threads", default=None, help="threads per session, or a comma list to search over "
                                                    "(default: physical cores)")

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hasten.backends import backend_names
+from hasten.backends import installed_backends
 from hasten.errors import HastenError, SearchError
 from hasten.measure.latency import compile_measured
 from hasten.search.budget import Budget
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 class Settings:
     """How the search runs. `time_budget_s` covers everything from start to the written report."""
 
-    backends: tuple[str, ...] = field(default_factory=lambda: tuple(backend_names()))  # the first: baseline
+    backends: tuple[str, ...] = field(default_factory=lambda: tuple(installed_backends()))  # first: baseline
     threads: tuple[int, ...] = ()  # () = physical cores
     time_budget_s: float = 600.0
     subset_size: int = 64
