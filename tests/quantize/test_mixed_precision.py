@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from modelkit import OUTLIER_WIDTH, make_outlier_mlp
@@ -66,3 +68,29 @@ def test_budget_errors(outlier, outlier_calib, outlier_held):
         mixed_precision(outlier, outlier_calib, outlier_held, min_sqnr_db=150.0, progress=False)
     with pytest.raises(QuantizationError, match="not met"):
         mixed_precision(outlier, outlier_calib, outlier_held, min_sqnr_db=25.0, max_evals=1, progress=False)
+
+
+@pytest.mark.parametrize("n, threshold, start, bad", [(20, 5, 0, -1), (20, 0, 0, -1), (20, 19, 0, -1),
+                                                      (54, 28, 1, 0), (7, 3, 1, 0), (1, 0, 0, -1)])
+def test_ksearch_finds_the_fewest_nodes_that_hold(n, threshold, start, bad):
+    """Holding is monotone (k >= threshold holds): the search ends on exactly the threshold, in about
+    2·log2(threshold) + 2 measurements, and never measures k = n (the float model)."""
+    from hasten.quantize.mixed_precision import KSearch
+
+    search, measured = KSearch(n, start=start, bad=bad), []
+    while (k := search.next()) is not None:
+        assert 0 <= k < n and k not in measured
+        measured.append(k)
+        search.record(k >= threshold)
+    assert search.good == threshold and not search.exhausted
+    assert len(measured) <= 2 * math.log2(max(threshold, 1)) + 3
+
+
+def test_ksearch_exhausted_when_even_all_but_one_node_misses():
+    from hasten.quantize.mixed_precision import KSearch
+
+    search, measured = KSearch(10, start=1, bad=0), []
+    while (k := search.next()) is not None:
+        measured.append(k)
+        search.record(False)
+    assert measured == [1, 2, 4, 8, 9] and search.exhausted and search.good is None

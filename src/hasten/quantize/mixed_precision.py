@@ -19,6 +19,43 @@ from hasten.errors import QuantizationError
 from hasten.quantize.base import QuantResult
 
 
+class KSearch:
+    """The fewest k of `n` ranked nodes to keep in float for the budget to hold, assuming holding is monotone
+    in k: gallop (k = `start`, then 1 after 0, then doubling) until it holds, capped at n - 1 (keeping all n
+    is the float model), then bisect between the largest failing and the smallest holding k. `bad` is the
+    largest k known to fail (-1: none). Pure: `next()` is the k to measure (None when done), `record(holds)`
+    its outcome. Used by `mixed_precision` below and by the search (hasten.search.mixed)."""
+
+    def __init__(self, n: int, start: int = 0, bad: int = -1):
+        self.n, self.k, self.bad = n, start, bad
+        self.good: int | None = None  # smallest k known to hold
+
+    @property
+    def exhausted(self) -> bool:
+        """True when even n - 1 nodes in float miss the budget."""
+        return self.good is None and self.bad >= self.n - 1
+
+    def next(self) -> int | None:
+        if self.good is None:
+            if self.k >= self.n:
+                if self.bad >= self.n - 1:
+                    return None
+                self.k = self.n - 1
+            return self.k
+        if self.good - self.bad > 1:
+            self.k = (self.good + self.bad) // 2
+            return self.k
+        return None
+
+    def record(self, holds: bool) -> None:
+        if holds:
+            self.good = self.k
+        else:
+            self.bad = self.k
+            if self.good is None:
+                self.k = 1 if self.k == 0 else 2 * self.k
+
+
 def _budget_holds(sq: float, drop: float | None, max_drop: float | None, min_sqnr_db: float | None) -> bool:
     if min_sqnr_db is not None and not sq >= min_sqnr_db:
         return False
@@ -65,25 +102,12 @@ def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | N
         return ok
 
     n = len(ranked)
+    search = KSearch(n)
     with _progress(progress, console) as bar:
         task = bar.add_task("mixed precision", total=max_evals)
-        bad, good = -1, None  # largest k known to fail, smallest k known to hold
-        k = 0
-        while k < n and len(measured) < max_evals:  # gallop
-            if measure(k):
-                good = k
-                break
-            bad = k
-            k = 1 if k == 0 else 2 * k
-        if good is None and len(measured) < max_evals and n - 1 > bad and (n - 1) not in measured:
-            if measure(n - 1):  # the gallop overshot n: try keeping all but one node
-                good = n - 1
-        while good is not None and good - bad > 1 and len(measured) < max_evals:  # bisect
-            mid = (bad + good) // 2
-            if measure(mid):
-                good = mid
-            else:
-                bad = mid
+        while len(measured) < max_evals and (k := search.next()) is not None:
+            search.record(measure(k))
+    good = search.good
     if good is None:
         tried = ", ".join(f"{m['kept']} kept: {m['sqnr_db']:.1f} dB" + (
             f", drop {m['metric_drop']:+.4f}" if m["metric_drop"] is not None else "") for m in measured.values())
