@@ -90,10 +90,11 @@ def run(args, console):
 
 def _check(model, quantised, args, entry, console):
     """(fidelity {metric: {...}}, speed {...}) on the chosen backend; errors when the backend cannot run it."""
-    from hasten.backends import get_backend, run_samples
+    from hasten.backends import get_backend
     from hasten.errors import BackendError, QuantizationError
     from hasten.measure.accuracy import SQNR, CosineFidelity, get_metric
     from hasten.measure.compare import parse_backend_spec
+    from hasten.measure.evaluator import Evaluator
     from hasten.measure.latency import benchmark
 
     name, options = parse_backend_spec(args.backend)
@@ -115,16 +116,16 @@ def _check(model, quantised, args, entry, console):
         ev.validate(model)
         metrics = [get_metric(m) for m in args.metric] if args.metric else (
             entry.metrics() if entry is not None else [CosineFidelity(), SQNR()])
+        judge = Evaluator(ev, metrics, output=original_session.output_names[0])
         with console.status(f"evaluating on {len(ev)} items..."):
-            ref = run_samples(original_session, ev)
-            out = run_samples(session, ev)
-        first = original_session.output_names[0]
+            judge.set_reference(original_session)
+            judged = judge.measure(session)
+        base = judge.baseline()
         for m in metrics:
-            score = m.score(out[first], ref[first], ev.labels)
+            score = judged.scores[m.name]
             row = {"mean": score.mean, "worst": score.worst}
             if m.needs_labels or (not m.needs_reference and ev.labels is not None):
-                base = m.score(ref[first], ref[first], ev.labels)
-                row.update(original=base.mean, drop=m.drop(base, score))
+                row.update(original=base[m.name].mean, drop=judged.drops[m.name])
             fidelity[m.name] = row
     speed = None
     if not args.no_speed_check:

@@ -72,8 +72,8 @@ def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | N
 
     `report`: a SensitivityReport to reuse (computed here otherwise). Raises QuantizationError when even
     all but the least sensitive node in float misses the budget within `max_evals` measurements."""
+    from hasten.quantize import sensitivity as sens
     from hasten.quantize.int8 import quantize_static
-    from hasten.quantize.sensitivity import Evaluator, _progress, prepare, sensitivity
 
     if max_drop is None and min_sqnr_db is None:
         raise QuantizationError("mixed precision needs a budget: max_drop (with a metric) and/or min_sqnr_db")
@@ -81,20 +81,20 @@ def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | N
         raise QuantizationError("a max_drop budget needs a metric (e.g. top1, cosine)")
     if max_evals < 1:
         raise QuantizationError(f"max_evals must be >= 1, got {max_evals}")
-    config, stats, _, _ = prepare(model, calib, scheme, stats, progress, console)
+    config, stats, _, _ = sens.prepare(model, calib, scheme, stats, progress, console)
     if report is None:
-        report = sensitivity(model, calib, eval, metric, config, stats=stats, eval_samples=eval_samples,
+        report = sens.sensitivity(model, calib, eval, metric, config, stats=stats, eval_samples=eval_samples,
                              include_full=False, progress=progress, console=console)
     ranked = report.ranked_nodes
     samples = (eval if eval is not None else calib)
     samples = samples.take(min(len(samples), eval_samples))
-    ev = Evaluator(model, samples, metric)
+    ev = sens.model_evaluator(model, samples, metric)
     measured: dict[int, dict] = {}
     results: dict[int, QuantResult] = {}
 
     def measure(k: int) -> bool:
         q = quantize_static(model, config, calib, nodes_to_exclude=ranked[:k], stats=stats)
-        sq, value, drop = ev.measure(q.model)
+        sq, value, drop = sens.measure(ev, q.model)
         ok = _budget_holds(sq, drop, max_drop, min_sqnr_db)
         measured[k] = {"kept": k, "sqnr_db": sq, "metric": value, "metric_drop": drop, "holds": ok}
         results[k] = q
@@ -103,7 +103,7 @@ def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | N
 
     n = len(ranked)
     search = KSearch(n)
-    with _progress(progress, console) as bar:
+    with sens._progress(progress, console) as bar:
         task = bar.add_task("mixed precision", total=max_evals)
         while len(measured) < max_evals and (k := search.next()) is not None:
             search.record(measure(k))
@@ -120,7 +120,7 @@ def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | N
     why = [{"node": r.node, "op_type": r.op_type, "rank": i + 1, "sqnr_db": r.sqnr_db,
             "metric_drop": r.metric_drop} for i, r in enumerate(report.rows[:good])]
     mp = {
-        "budget": {"metric": ev.metric.name if ev.metric else None, "max_drop": max_drop,
+        "budget": {"metric": ev.metrics[0].name if ev.metrics else None, "max_drop": max_drop,
                    "min_sqnr_db": min_sqnr_db},
         "kept_float": why,
         "achieved": measured[good],
@@ -137,7 +137,7 @@ def mixed_precision(model, calib, eval=None, metric=None, *, max_drop: float | N
 def _budget_text(max_drop, min_sqnr_db, ev) -> str:
     parts = []
     if max_drop is not None:
-        parts.append(f"{ev.metric.name} drop <= {max_drop}")
+        parts.append(f"{ev.metrics[0].name} drop <= {max_drop}")
     if min_sqnr_db is not None:
         parts.append(f"SQNR >= {min_sqnr_db} dB")
     return " and ".join(parts)

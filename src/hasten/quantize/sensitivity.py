@@ -16,65 +16,30 @@ whose readers are all quantised, so with one node quantised at a time it rarely 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from hasten.errors import QuantizationError
-from hasten.measure.accuracy import SQNR_CAP_DB, Metric, get_metric
+from hasten.measure.evaluator import Evaluator
 
 
 # -- measuring candidates ----------------------------------------------------------------------------
-def outputs_sqnr_db(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
-    """SQNR in dB over all float outputs together (capped at ±200 dB; NaN/inf -> -200)."""
-    signal = noise = 0.0
-    for name, r in reference.items():
-        if not np.issubdtype(r.dtype, np.floating):
-            continue
-        c = candidate[name].astype(np.float64)
-        r = r.astype(np.float64)
-        if not np.isfinite(c).all():
-            return -SQNR_CAP_DB
-        signal += float((r * r).sum())
-        noise += float(((r - c) ** 2).sum())
-    if noise == 0:
-        return SQNR_CAP_DB
-    return float(np.clip(10 * math.log10(max(signal, 1e-300) / noise), -SQNR_CAP_DB, SQNR_CAP_DB))
+def model_evaluator(model, samples, metric=None) -> Evaluator:
+    """The evaluator sensitivity and mixed precision judge with: the fp32 `model` is the reference (on the
+    reference backend), `metric` (optional) reads its first output."""
+    ev = Evaluator(samples, [metric] if metric is not None else [],
+                   output=model.outputs[0].name if model.outputs else None)
+    ev.set_reference(model)
+    return ev
 
 
-class Evaluator:
-    """Runs candidates on fixed evaluation samples and compares them with the fp32 model's outputs."""
-
-    def __init__(self, model, samples, metric=None, batch_size: int | None = None):
-        from hasten.backends import reference_backend
-
-        self.samples = samples
-        self.metric: Metric | None = get_metric(metric) if metric is not None else None
-        fixed = any(s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0 for s in model.inputs)
-        self.batch_size = 1 if fixed else (batch_size or 8)
-        self.backend = reference_backend()
-        self.reference = self.run(model)
-        self.first = model.outputs[0].name
-        self.baseline = None
-        if self.metric is not None:
-            self.baseline = self.metric.score(self.reference[self.first], self.reference[self.first],
-                                              samples.labels)
-
-    def run(self, model) -> dict[str, np.ndarray]:
-        from hasten.backends import run_samples
-
-        return run_samples(self.backend.compile(model), self.samples, self.batch_size)
-
-    def measure(self, model) -> tuple[float, float | None, float | None]:
-        """(SQNR dB over the outputs, metric mean or None, metric drop vs fp32 or None)."""
-        out = self.run(model)
-        sq = outputs_sqnr_db(out, self.reference)
-        if self.metric is None:
-            return sq, None, None
-        score = self.metric.score(out[self.first], self.reference[self.first], self.samples.labels)
-        return sq, score.mean, self.metric.drop(self.baseline, score)
+def measure(ev: Evaluator, model) -> tuple[float, float | None, float | None]:
+    """(SQNR dB over the outputs, metric mean or None, metric drop vs fp32 or None)."""
+    judged = ev.measure(model)
+    if not ev.metrics:
+        return judged.sqnr_db, None, None
+    name = ev.metrics[0].name
+    return judged.sqnr_db, judged.scores[name].mean, judged.drops[name]
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -224,7 +189,7 @@ def sensitivity(model, calib, eval=None, metric=None, scheme=None, *, nodes=None
     else:
         eval.validate(model)
     samples = eval.take(min(len(eval), eval_samples))
-    ev = Evaluator(model, samples, metric)
+    ev = model_evaluator(model, samples, metric)
     rows = []
     with _progress(progress, console) as bar:
         task = bar.add_task("sensitivity (one node at a time)", total=len(names) + int(include_full))
@@ -236,16 +201,17 @@ def sensitivity(model, calib, eval=None, metric=None, scheme=None, *, nodes=None
             others = [n for n in names if n != name]
             one = dataclasses.replace(config, dynamic_nodes=tuple(d for d in config.dynamic_nodes if d == name))
             q = quantize_static(model, one, calib, nodes_to_exclude=others, stats=stats)
-            sq, value, drop = ev.measure(q.model)
+            sq, value, drop = measure(ev, q.model)
             rows.append(SensitivityRow(name, ops.get(name, "?"), sq, value, drop))
             bar.advance(task)
         full_sq = full_drop = None
         if include_full:
-            full_sq, _, full_drop = ev.measure(quantize_static(model, config, calib, stats=stats).model)
+            full_sq, _, full_drop = measure(ev, quantize_static(model, config, calib, stats=stats).model)
             bar.advance(task)
-    if ev.metric is not None:
+    metric = ev.metrics[0] if ev.metrics else None
+    if metric is not None:
         rows.sort(key=lambda r: (-r.metric_drop, r.sqnr_db))
     else:
         rows.sort(key=lambda r: r.sqnr_db)
-    return SensitivityReport(rows, config.to_dict(), len(samples), ev.metric.name if ev.metric else None,
-                             ev.baseline.mean if ev.baseline else None, full_sq, full_drop, notes)
+    return SensitivityReport(rows, config.to_dict(), len(samples), metric.name if metric else None,
+                             ev.baseline()[metric.name].mean if metric else None, full_sq, full_drop, notes)
