@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from hasten.errors import HastenError
+from hasten.fileio import atomic_write_text
 
 FORMAT_VERSION = 1
 KINDS = ("compress", "pass", "quantize")
@@ -176,8 +177,6 @@ class Recipe:
         return comment + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
 
     def save(self, path: str | os.PathLike, header: str = "") -> Path:
-        from hasten.search.cache import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path, self.to_yaml(header))
         return path
