@@ -24,6 +24,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
+from hasten.configs import config_dict
 from hasten.measure.isa import cpu_features, native_dtypes
 from hasten.quantize.base import QuantConfig
 from hasten.recipe import Recipe, Step
@@ -72,7 +73,7 @@ def reference_key(recipe: Recipe) -> str:
 
 
 def _config_dict(config) -> dict:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return config_dict(config)
 
 
 def _defaults(cls) -> dict:
