@@ -1,6 +1,8 @@
 """hasten: make trained neural networks fast without losing accuracy.
 
-Public API: `load`, `Samples`, `get_backend`, `benchmark`, `evaluate`, `quantize`, `optimize`, `apply`. Heavy runtimes are imported lazily.
+Public API: `load`, `Samples`, `get_backend`, `benchmark`, `evaluate`, `quantize`, `optimize`, `apply`,
+`load_result` (the model, recipe and a ready Session from an OUT/ folder of `optimize`). Heavy runtimes are
+imported lazily.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from hasten.model import Model, TensorSpec
 from hasten.source import load
 
 __all__ = ["HastenError", "Model", "TensorSpec", "load", "Samples", "get_backend", "benchmark", "evaluate",
-           "quantize", "optimize", "apply"]
+           "quantize", "optimize", "apply", "load_result"]
 __version__ = "0.1.0"
 
 
@@ -35,6 +37,10 @@ def __getattr__(name):  # lazy public names, so `import hasten` stays light
         from hasten import api
 
         return getattr(api, name)
+    if name == "load_result":
+        from hasten.result import load_result
+
+        return load_result
     if name == "quantize":
         from hasten.quantize import quantize
 

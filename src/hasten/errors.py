@@ -33,5 +33,9 @@ class RecipeError(HastenError):
     """A recipe file or object is malformed, or names a pass / scheme hasten does not know."""
 
 
+class ResultError(HastenError):
+    """An output folder of `hasten optimize` is missing, incomplete, partial, or mixes two runs."""
+
+
 class SearchError(HastenError):
     """The optimisation search cannot start or continue (bad budget, foreign output folder...)."""
