@@ -64,11 +64,6 @@ def test_bench_takes_the_shape_grammar_of_every_command(mlp_file, capsys):
                  "--rounds", "1", "--shape", "x=3,16", "--json"])
     assert code == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["shapes"] == {"x": [3, 16]}
-    for text in ("x=3x16", "x=(3, 16)"):
-        from hasten.cli import parse_shapes
-
-        assert parse_shapes([text]) == {"x": (3, 16)}
-    assert parse_shapes(["N=4"]) == {"N": 4}
     assert main(["bench", str(mlp_file), "--shape", "x=3,zero"]) == 2
     assert "not a shape" in capsys.readouterr().err
 

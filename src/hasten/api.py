@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hasten.data import load_samples
 from hasten.errors import SearchError
+from hasten.source import display_name, load_input, tokenizer_for, torch_spec, zoo_name
 
 TARGETS = ("cpu",)
 DEFAULT_TIME_BUDGET_S = 480.0
@@ -104,19 +105,6 @@ class OptimizeResult:
         return load_onnx(self.model_path)
 
 
-def _name_of(source, model) -> str:
-    from hasten.search.training import is_function_spec
-
-    if isinstance(source, (str, os.PathLike)):
-        text = str(source)
-        if is_function_spec(text):
-            return text.rsplit(":", 1)[1]
-        return text[4:] if text.startswith("zoo:") else Path(text).stem
-    if model.source is not None:
-        return Path(model.source).stem
-    return "model"
-
-
 def _check_names(settings: dict) -> None:
     """SearchError for a scheme or pass name that is not registered."""
     from hasten import passes
@@ -150,13 +138,12 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     """
     from hasten.search.budget import Budget
     from hasten.search.evaluate import check_samples
-    from hasten.search.training import load_input
     from hasten.search.tuner import Settings, Tuner
 
     if target not in TARGETS:
         raise SearchError(f"--target {target!r}: hasten optimize supports {', '.join(TARGETS)} for now")
     entry = None
-    if isinstance(model, str) and model.startswith("zoo:"):
+    if zoo_name(model) is not None:
         from hasten import zoo
 
         entry = zoo.get(model)
@@ -164,8 +151,9 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     source = _training_source(model, settings)
     loaded, src = load_input(model)
     source = src if src is not None and source is not None else source
-    calib = load_samples(calib, loaded, name, "calibration")
-    eval = load_samples(eval, loaded, name, "evaluation")
+    tokenizer = tokenizer_for(model)
+    calib = load_samples(calib, loaded, "calibration", tokenizer)
+    eval = load_samples(eval, loaded, "evaluation", tokenizer)
     if entry is not None:
         calib = calib if calib is not None else entry.calibration()
         eval = eval if eval is not None else entry.evaluation()
@@ -198,7 +186,7 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     if unknown:
         raise SearchError(f"optimize(): unknown option(s) {unknown}; see hasten.search.tuner.Settings")
     opts = Settings(backends=tuple(backends), threads=tuple(threads or ()), time_budget_s=seconds, **settings)
-    model_name = _name_of(model, loaded)
+    model_name = display_name(model, loaded)
     out = Path(out) if out is not None else Path("out") / model_name
     tuner = Tuner(loaded, calib, eval, metrics, budget, out, opts, progress=progress, resume=resume, force=force,
                   model_name=name or model_name, source=source, timer=timer)
@@ -211,8 +199,6 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
 def _training_source(model, settings: dict) -> str | None:
     """The torch-source spec students are trained from (None without allow_training); SearchError for
     --allow-training on a model without a torch module, or --train-steps without --allow-training."""
-    from hasten.search.training import torch_spec
-
     allow, steps = settings.get("allow_training", False), settings.get("train_steps")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise SearchError(f"--train-steps must be an integer >= 1, got {steps!r}")
@@ -237,7 +223,6 @@ def apply(recipe, model, calib=None, out=None):
     (same seed and threads: the same model); `model` must be the teacher it was made from."""
     from hasten.recipe import Recipe
     from hasten.recipe import apply as apply_recipe
-    from hasten.search.training import load_input
 
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe)
@@ -245,8 +230,8 @@ def apply(recipe, model, calib=None, out=None):
         recipe.validate()
     name = str(model) if isinstance(model, str) else ""
     loaded, _ = load_input(model)
-    calib = load_samples(calib, loaded, name, "calibration")
-    if calib is None and recipe.uses_calibration and name.startswith("zoo:"):
+    calib = load_samples(calib, loaded, "calibration", tokenizer_for(model))
+    if calib is None and recipe.uses_calibration and zoo_name(name) is not None:
         from hasten import zoo
 
         calib = zoo.get(name).calibration()

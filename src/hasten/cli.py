@@ -15,43 +15,6 @@ from rich.console import Console
 
 from hasten.errors import HastenError
 
-#: command name -> (add_arguments(parser), run(args, console) -> JSON-able result or None)
-COMMANDS: dict = {}
-
-
-def command(name: str, help: str):
-    """Register a sub-command: decorate `run(args, console)`; its `.arguments(parser)` adds options."""
-
-    def wrap(fn):
-        COMMANDS[name] = (help, fn)
-        return fn
-
-    return wrap
-
-
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .onnx file or zoo:NAME (zoo:minilm, zoo:digits)")
-    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
-                   help="input shape (input_ids=1x128) or dynamic dim (sequence=64); repeatable")
-
-
-def parse_shapes(items: list[str]) -> dict[str, object]:
-    """`--shape NAME=DIMS` items -> {name: int (one size) or tuple (a shape)}, in the one grammar of
-    hasten.input_shapes.parse_dims (1x3x48x320, 1,3,48,320 or (1, 3, 48, 320)); DataError otherwise."""
-    from hasten.errors import DataError
-    from hasten.input_shapes import parse_dims
-
-    out: dict[str, object] = {}
-    for item in items:
-        name, sep, dims = item.partition("=")
-        name, dims = name.strip(), dims.strip()
-        if not sep or not name or not dims:
-            raise DataError(f"--shape {item!r}: expected NAME=DIMS, e.g. input_ids=1x128 or sequence=64")
-        shape = parse_dims(dims, f"--shape {item!r}")
-        out[name] = shape[0] if dims.isdigit() else shape
-    return out
-
-
 #: where hasten's own code lives: python warnings raised from here are hasten's, not a library's
 _PACKAGE_DIR = str(__import__("pathlib").Path(__file__).resolve().parent)
 
@@ -90,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "losing accuracy.")
     parser.add_argument("--version", action="version", version="hasten 0.1.0")
     sub = parser.add_subparsers(dest="command", required=True)
+    from hasten.commands.registry import COMMANDS
+
     for name, (help_text, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         fn.arguments(p)

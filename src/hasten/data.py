@@ -241,9 +241,10 @@ def _integer_input_ranges(model) -> dict[str, int]:
     return ranges
 
 
-def load_samples(source, model, model_name: str = "", what: str = "data") -> Samples | None:
+def load_samples(source, model, what: str = "data", tokenizer=None) -> Samples | None:
     """Samples from `source`: Samples (as is), None (None), an .npz, a folder of images, or JSON Lines
-    text (tokenised with the zoo model's tokenizer, so only for zoo:minilm). `what` names it in errors."""
+    text, tokenised by `tokenizer` (list of str -> feeds: the model's own, `hasten.source.tokenizer_for`;
+    DataError without one). `what` names the data in errors."""
     if source is None or isinstance(source, Samples):
         return source
     p = Path(source)
@@ -255,10 +256,8 @@ def load_samples(source, model, model_name: str = "", what: str = "data") -> Sam
     if p.suffix == ".npz":
         return Samples.from_npz(p)
     if p.suffix in (".jsonl", ".json"):
-        if str(model_name).startswith("zoo:minilm"):
-            from hasten.zoo import minilm
-
-            return Samples.from_jsonl(p, minilm.tokenize)
+        if tokenizer is not None:
+            return Samples.from_jsonl(p, tokenizer)
         raise DataError(f"{p}: text data needs the model's tokenizer (known for zoo:minilm); give an .npz of "
                         "token arrays instead")
     raise DataError(f"{p}: unknown data format for {what}; give an .npz of named input arrays, a folder of "

@@ -29,5 +29,13 @@ class QuantizationError(HastenError):
     """A quantisation request cannot be met (no quantisable nodes, too few samples, NaN outputs...)."""
 
 
+class RecipeError(HastenError):
+    """A recipe file or object is malformed, or names a pass / scheme hasten does not know."""
+
+
+class ResultError(HastenError):
+    """An output folder of `hasten optimize` is missing, incomplete, partial, or mixes two runs."""
+
+
 class SearchError(HastenError):
     """The optimisation search cannot start or continue (bad budget, foreign output folder...)."""

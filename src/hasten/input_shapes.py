@@ -20,7 +20,8 @@ from hasten.model import Model, TensorSpec
 
 
 def parse_dims(text: str | int | Sequence[int], what: str = "shape") -> tuple[int, ...]:
-    """"1x128", "1,128", "128", 128 or (1, 128) -> (1, 128); every dim a positive int, else DataError."""
+    """The one shape grammar: "1x128", "1,128", "1*128", "(1, 128)", "128", 128 or (1, 128) -> (1, 128);
+    every dim a positive int, else DataError naming `what` and the text."""
     if isinstance(text, int):
         dims: list = [text]
     elif isinstance(text, str):
@@ -40,6 +41,20 @@ def parse_dims(text: str | int | Sequence[int], what: str = "shape") -> tuple[in
             raise DataError(f"{what}: dims must be positive, got {text!r}")
         out.append(value)
     return tuple(out)
+
+
+def parse_shape_args(items: Sequence[str]) -> dict[str, int | tuple[int, ...]]:
+    """`--shape NAME=DIMS` items -> {name: int (a bare size: a dim, or a 1-D input) or tuple (a shape)}, each
+    DIMS in `parse_dims`'s grammar (1x3x48x320, 1,3,48,320 or (1, 3, 48, 320)); DataError otherwise."""
+    out: dict[str, int | tuple[int, ...]] = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        name, dims = name.strip(), dims.strip()
+        if not sep or not name or not dims:
+            raise DataError(f"--shape {item!r}: expected NAME=DIMS, e.g. input_ids=1x128 or sequence=64")
+        shape = parse_dims(dims, f"--shape {item!r}")
+        out[name] = shape[0] if dims.isdigit() else shape
+    return out
 
 
 def _describe_inputs(specs: list[TensorSpec]) -> str:

@@ -29,6 +29,7 @@ from hasten.measure.targets import (
     si,
 )
 from hasten.model import Model
+from hasten.source import load
 
 #: The dtypes each target's floor is stated for; "int8" means linear layers int8, the rest fp32.
 FLOOR_DTYPES = ("fp32", "bf16", "int8")
@@ -227,9 +228,7 @@ def inspect_model(model, shapes: Mapping[str, object] | None = None,
     """Inspect `model` (a Model or anything `hasten.load` takes) at `shapes` ({dim name: int} and/or
     {input name: "1x128" or a tuple}); floors on `targets` (default: the host, then every published one)."""
     if not isinstance(model, Model):
-        import hasten
-
-        model = hasten.load(model)
+        model = load(model)
     overrides, input_shapes = split_shapes(model, shapes)
     shaped = infer_shapes(model, overrides, input_shapes)
     cost = estimate_cost(shaped, infer=False)
@@ -256,9 +255,7 @@ def host_floors(model, shapes: Mapping[str, object] | None = None) -> dict | Non
     or the host not measured (the bench still runs)."""
     try:
         if not isinstance(model, Model):
-            import hasten
-
-            model = hasten.load(model)
+            model = load(model)
         overrides, input_shapes = split_shapes(model, shapes)
         cost = estimate_cost(infer_shapes(model, overrides, input_shapes), infer=False)
         host = host_target()

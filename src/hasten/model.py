@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import onnx
 import onnx_ir as ir
 
 from hasten.errors import ModelLoadError, ModelSaveError
+from hasten.fileio import atomic_paths
 
 #: Oldest and newest default-domain opsets hasten accepts.
 MIN_OPSET = 7
@@ -221,19 +220,14 @@ class Model:
         path.parent.mkdir(parents=True, exist_ok=True)
         ensure_opset_imports(self.ir)
         external = self.parameter_bytes() > external_data_threshold
-        tmpdir = Path(tempfile.mkdtemp(prefix=".hasten-", dir=path.parent))
         try:
-            tmp_model = tmpdir / path.name
-            if external:
-                ir.save(self.ir, tmp_model, external_data=data_name)
-                os.replace(tmpdir / data_name, path.parent / data_name)
-            else:
-                ir.save(self.ir, tmp_model)
-            os.replace(tmp_model, path)
+            with atomic_paths(path.parent / data_name, path) as (_, tmp_model):  # the data first, then the model
+                if external:
+                    ir.save(self.ir, tmp_model, external_data=data_name)
+                else:
+                    ir.save(self.ir, tmp_model)
         except OSError as exc:
             raise ModelSaveError(f"{path}: cannot write model ({exc})") from exc
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
         return path
 
 

@@ -37,7 +37,9 @@ from pathlib import Path
 import yaml
 
 from hasten.backends import DEFAULT_BACKEND
-from hasten.errors import HastenError
+from hasten.configs import config_dict, to_plain
+from hasten.errors import HastenError, RecipeError
+from hasten.fileio import atomic_write_text
 
 FORMAT_VERSION = 1
 KINDS = ("compress", "pass", "quantize")
@@ -46,21 +48,6 @@ _STEP_KEYS = {"kind", "name", "config"}
 _TUNED_KEYS = {"int8_isa", "features"}
 
 logger = logging.getLogger(__name__)
-
-
-class RecipeError(HastenError):
-    """A recipe file or object is malformed, or names a pass / scheme hasten does not know."""
-
-
-def _plain(value):
-    """JSON/YAML-safe copy of a config value (tuples become lists)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    return value
 
 
 @dataclass(frozen=True)
@@ -79,7 +66,7 @@ class Step:
         if not isinstance(self.config, dict):
             raise RecipeError(f"recipe step {self.name!r}: config must be a mapping, got "
                               f"{type(self.config).__name__}")
-        object.__setattr__(self, "config", _plain(self.config))
+        object.__setattr__(self, "config", to_plain(self.config))
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "config": dict(self.config)}
@@ -127,7 +114,7 @@ class Recipe:
         object.__setattr__(self, "isa_features", tuple(str(f) for f in self.isa_features))
         if self.int8_isa is not None and (not isinstance(self.int8_isa, str) or not self.int8_isa):
             raise RecipeError(f"recipe: tuned_for.int8_isa must be a name such as 'vnni', got {self.int8_isa!r}")
-        object.__setattr__(self, "backend_options", _plain(dict(self.backend_options)))
+        object.__setattr__(self, "backend_options", to_plain(dict(self.backend_options)))
         if not isinstance(self.backend, str) or not self.backend:
             raise RecipeError(f"recipe: backend must be a name such as {DEFAULT_BACKEND!r}, got {self.backend!r}")
         if self.calibration_items is not None and int(self.calibration_items) < 1:
@@ -177,8 +164,6 @@ class Recipe:
         return comment + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
 
     def save(self, path: str | os.PathLike, header: str = "") -> Path:
-        from hasten.search.cache import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path, self.to_yaml(header))
         return path
@@ -354,7 +339,7 @@ def _default_config(kind: str, name: str) -> dict:
     config = built.config if kind == "pass" else built
     if not dataclasses.is_dataclass(config):
         return {}
-    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    return config_dict(config, plain=True)
 
 
 def _build_step(step: Step):
@@ -387,7 +372,7 @@ def normalized(step: Step) -> Step:
     config = built.config if step.kind == "pass" else built
     if not dataclasses.is_dataclass(config):
         return step
-    return Step(step.kind, step.name, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+    return Step(step.kind, step.name, config_dict(config))
 
 
 def run_step(step: Step, model, calib=None):
@@ -397,14 +382,14 @@ def run_step(step: Step, model, calib=None):
         from hasten.compress.step import run_compress
 
         model, report = run_compress(built, model, calib)
-        return model, _plain(report)
+        return model, to_plain(report)
     if step.kind == "pass":
         result = built(model)
         return result.model, {"modified": bool(result.modified), **{k: int(v) for k, v in result.stats.items()}}
     from hasten.quantize.base import quantize
 
     result = quantize(model, built, calib)
-    return result.model, _plain(result.report or {})
+    return result.model, to_plain(result.report or {})
 
 
 def calibration_subset(recipe: Recipe, calib):

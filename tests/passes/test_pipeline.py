@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from hasten.backends import backend_class
 from hasten.errors import HastenError
 from hasten.passes import default_pipeline, optimize_graph
 
@@ -35,7 +36,7 @@ def _cnn():
 def test_optimize_graph_on_cnn(backend):
     model = _cnn()
     fp = model.fingerprint()
-    result = optimize_graph(model, backend=backend)
+    result = optimize_graph(model, backend_class(backend).domains)
     assert result.modified
     assert op_types(result.model) == ["Conv", "Relu", "Flatten", "Gemm"]
     assert len(result.model.graph.initializers) == 4
@@ -43,25 +44,25 @@ def test_optimize_graph_on_cnn(backend):
     assert model.fingerprint() == fp
     for seed in (1, 2):
         assert_same_outputs(model, result.model, random_feeds(model, seed, {"batch": 2}))
-    again = optimize_graph(result.model, backend=backend)
+    again = optimize_graph(result.model, backend_class(backend).domains)
     assert again.modified is False and again.model is result.model
 
 
 def test_default_pipeline_members_and_errors():
-    assert [p.name for p in default_pipeline("openvino").passes] == ["cleanup", "constant_folding",
+    assert [p.name for p in default_pipeline(backend_class("openvino").domains).passes] == ["cleanup", "constant_folding",
                                                                       "fold_batchnorm"]
-    assert default_pipeline("onnxruntime").passes[-1].name == "transformer_fusion"
-    assert default_pipeline("onnxruntime").emits_domains == ("com.microsoft",)
-    assert default_pipeline("openvino").emits_domains == ()
-    assert default_pipeline().passes[-1].name == "transformer_fusion"  # the default backend's pipeline
-    with pytest.raises(HastenError, match="unknown backend"):
-        optimize_graph(_cnn(), backend="tpu")
+    assert default_pipeline(backend_class("onnxruntime").domains).passes[-1].name == "transformer_fusion"
+    assert default_pipeline(backend_class("onnxruntime").domains).emits_domains == ("com.microsoft",)
+    assert default_pipeline(backend_class("openvino").domains).emits_domains == ()
+    assert default_pipeline().passes[-1].name == "transformer_fusion"  # no domains given: every pass
+    with pytest.raises(HastenError, match="takes op domains"):
+        optimize_graph(_cnn(), "openvino")
 
 
 def test_openvino_runs_the_portable_pipeline_output():
     ov = pytest.importorskip("openvino")
     model = _cnn()
-    result = optimize_graph(model, backend="openvino")
+    result = optimize_graph(model, backend_class("openvino").domains)
     core = ov.Core()
     compiled = core.compile_model(core.read_model(result.model.proto().SerializeToString(), b""), "CPU",
                                   {"INFERENCE_PRECISION_HINT": "f32"})

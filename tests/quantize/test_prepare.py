@@ -192,13 +192,14 @@ def test_dynamic_int8_quantises_conv_and_the_folded_weights(thirdparty):
 
 def test_direct_static_quantisation_with_shared_statistics_upgrades_the_opset_too(thirdparty):
     """Sensitivity and mixed precision call quantize_static with statistics of the graph they were given."""
+    from hasten.backends import backend_class
     from hasten.passes import default_pipeline
     from hasten.quantize import collect_stats, quantize_static
     from hasten.quantize.graph import inferred_proto
     from hasten.quantize.int8 import stats_tensors
     from hasten.quantize.qdq import name_nodes
 
-    model = default_pipeline("openvino")(thirdparty).model  # weights folded by the graph passes, still opset 12
+    model = default_pipeline(backend_class("openvino").domains)(thirdparty).model  # weights folded by the graph passes, still opset 12
     assert model.opset == 12
     calib = Samples({"x": thirdparty_images(16, 0)})
     config = Int8StaticConfig()

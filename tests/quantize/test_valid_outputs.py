@@ -12,6 +12,7 @@ import pytest
 from modelkit import make_thirdparty, make_tiny_bert, thirdparty_images
 
 import hasten
+from hasten.backends import backend_class
 from hasten.cli import main
 from hasten.data import Samples
 from hasten.passes import default_pipeline
@@ -57,7 +58,7 @@ def graphs(bert) -> dict:
     models = {"bert": (bert, _bert_samples(16, 0)), "cnn": (cnn, Samples({"x": thirdparty_images(16, 0)}))}
     for name, pipeline in CASES:
         model, calib = models[name]
-        out[(name, pipeline)] = (model if pipeline is None else default_pipeline(pipeline)(model).model, calib)
+        out[(name, pipeline)] = (model if pipeline is None else default_pipeline(backend_class(pipeline).domains)(model).model, calib)
     fused = out[("bert", "onnxruntime")][0].op_histogram()
     assert fused.get("com.microsoft.Attention") == 1 and "com.microsoft.EmbedLayerNormalization" in fused
     return out
@@ -103,7 +104,7 @@ def test_minilm_after_transformer_fusion_writes_a_valid_model(scheme, tmp_path, 
     from hasten import zoo
 
     entry = zoo.get("minilm")
-    fused = default_pipeline("onnxruntime")(entry.model()).model
+    fused = default_pipeline(backend_class("onnxruntime").domains)(entry.model()).model
     assert any(k.startswith("com.microsoft.") for k in fused.op_histogram())
     result = quantize(fused, config_for(scheme), entry.calibration().take(16))
     _assert_valid_and_inspectable(result.model, tmp_path / "model.onnx", capsys)

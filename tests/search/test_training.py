@@ -88,9 +88,12 @@ def test_recipe_round_trips_and_apply_reproduces_the_student(searched, tmp_path)
         assert apply(path, "zoo:digits").fingerprint() == rec.fingerprint  # trained again, bit for bit
     assert main(["apply", str(tmp_path / "r0.yaml"), "zoo:digits", "-o", str(tmp_path / "again")]) == 0
     assert hasten.load(str(tmp_path / "again" / "model.onnx")).fingerprint() == fp32.fingerprint
-    # the chosen model written by the search is the one its recipe makes
+    # the chosen model written by the search is the one it measured (its record carries that model's
+    # fingerprint), and the one its recipe makes
     saved = hasten.load(str(result.model_path))
-    assert saved.fingerprint() == (result.chosen.fingerprint or saved.fingerprint())
+    assert result.chosen.fingerprint, f"the chosen record {result.chosen.label} has no fingerprint"
+    assert saved.fingerprint() == result.chosen.fingerprint
+    assert apply(result.recipe_path, "zoo:digits").fingerprint() == saved.fingerprint()
 
 
 def test_apply_refuses_another_teacher(searched):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.markup import escape as esc
 
-from hasten.cli import command
+from hasten.commands.registry import command
 
 
 @command("apply", "apply a recipe (from hasten optimize) to a model: reproduces the optimised model")

@@ -2,8 +2,8 @@
 
 from rich.table import Table
 
-from hasten.cli import add_model_options, command
 from hasten.commands.common import bench_feeds, load_model
+from hasten.commands.registry import add_model_options, command
 
 
 @command("bench", "latency of a model on several backends, side by side in one run")
@@ -43,10 +43,10 @@ def run(args, console):
 
 def _floor(model, args):
     """fp32 and int8-linear floors (ms) on this host, from the cost model; None when unavailable."""
-    from hasten.cli import parse_shapes
+    from hasten.input_shapes import parse_shape_args
     from hasten.inspect import host_floors
 
-    return host_floors(model, parse_shapes(args.shape))
+    return host_floors(model, parse_shape_args(args.shape))
 
 
 def arguments(p):

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from hasten.cli import parse_shapes
+from hasten.input_shapes import parse_shape_args
+from hasten.source import load, zoo_name
 
 
 def load_model(args):
-    import hasten
-
-    return hasten.load(args.model)
+    return load(args.model)
 
 
 def bench_feeds(model, args, count: int = 16) -> tuple[list[dict], str]:
     """Feeds for timing: a zoo model's own evaluation data, else synthetic inputs in valid ranges."""
     from hasten.data import Samples
 
-    shapes = parse_shapes(args.shape)
-    if str(args.model).startswith("zoo:") and not shapes:
+    shapes = parse_shape_args(args.shape)
+    if zoo_name(args.model) is not None and not shapes:
         from hasten import zoo
 
-        samples = zoo.get(args.model[4:]).evaluation().take(count)
+        samples = zoo.get(args.model).evaluation().take(count)
         return list(samples.feeds(1)), f"{samples.name or 'evaluation'} data"
     from hasten.input_shapes import concrete_input_shapes
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from hasten.cli import command
 from hasten.commands.prune import add_prune_options, add_source_options, load_source, prune_kwargs
+from hasten.commands.registry import command
 
 #: per kind of source: learning rate, frozen parameters, training items
 DEFAULTS = {"embedding": (5e-4, ("word_embeddings",), None), "classifier": (3e-3, (), None),

@@ -1,7 +1,8 @@
 """`hasten inspect MODEL`: inputs/outputs, ops, parameters, FLOPs and bytes, costliest nodes, roofline."""
 
-from hasten.cli import add_model_options, command, parse_shapes
 from hasten.commands.common import load_model
+from hasten.commands.registry import add_model_options, command
+from hasten.input_shapes import parse_shape_args
 
 
 @command("inspect", "inputs, outputs, op histogram, FLOPs/bytes per node and the roofline floor")
@@ -19,7 +20,7 @@ def run(args, console):
     from hasten.recipe import tuned_elsewhere
 
     warning = tuned_elsewhere(args.model)  # already logged by hasten.load; the JSON carries it too
-    report = inspect_model(model, shapes=parse_shapes(args.shape))
+    report = inspect_model(model, shapes=parse_shape_args(args.shape))
     if not args.json:
         report.render(console)
     return {**report.to_dict(), "warning": warning}

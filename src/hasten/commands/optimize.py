@@ -13,7 +13,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 from rich.text import Text
 
-from hasten.cli import command
+from hasten.commands.registry import command
 
 
 class LiveProgress:

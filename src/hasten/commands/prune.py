@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from hasten.cli import command
+from hasten.commands.registry import command
 
 
 def add_source_options(p) -> None:

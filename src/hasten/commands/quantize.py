@@ -9,9 +9,10 @@ and written atomically.
 
 from __future__ import annotations
 
-from hasten.cli import add_model_options, command
 from hasten.commands.common import load_model
+from hasten.commands.registry import add_model_options, command
 from hasten.data import load_samples
+from hasten.source import tokenizer_for, zoo_name
 
 SCHEMES = ("int8-dynamic", "int8-static", "int4-weight", "int8-weight", "fp16", "bf16", "binary")
 
@@ -61,14 +62,14 @@ def run(args, console):
 
     model = load_model(args)
     entry = None
-    if str(args.model).startswith("zoo:"):
+    if zoo_name(args.model) is not None:
         from hasten import zoo
 
         entry = zoo.get(args.model)
     config = config_for(args.scheme, **_options(args))
     calib = None
     if args.calib:
-        calib = load_samples(args.calib, model, args.model)
+        calib = load_samples(args.calib, model, "calibration", tokenizer_for(args.model))
     elif entry is not None:
         calib = entry.calibration()
     if calib is not None and args.calib_items:
@@ -108,7 +109,7 @@ def _check(model, quantised, args, entry, console):
     except BackendError as exc:
         raise QuantizationError(f"scheme {args.scheme}: backend {args.backend} cannot run the quantised "
                                 f"model ({exc}); choose another scheme or backend") from exc
-    ev = load_samples(args.eval, model, args.model) if args.eval else (entry.evaluation() if entry else None)
+    ev = load_samples(args.eval, model, "evaluation", tokenizer_for(args.model)) if args.eval else (entry.evaluation() if entry else None)
     fidelity = {}
     if ev is not None:
         if args.eval_items:

@@ -7,9 +7,10 @@ and evaluation data and its first metric are the defaults.
 
 from __future__ import annotations
 
-from hasten.cli import add_model_options, command
 from hasten.commands.common import load_model
+from hasten.commands.registry import add_model_options, command
 from hasten.data import load_samples
+from hasten.source import tokenizer_for, zoo_name
 
 
 def _data(args, model):
@@ -17,18 +18,18 @@ def _data(args, model):
     from hasten.errors import DataError
 
     entry = None
-    if str(args.model).startswith("zoo:"):
+    if zoo_name(args.model) is not None:
         from hasten import zoo
 
         entry = zoo.get(args.model)
     if args.calib:
-        calib = load_samples(args.calib, model, args.model)
+        calib = load_samples(args.calib, model, "calibration", tokenizer_for(args.model))
     elif entry is not None:
         calib = entry.calibration()
     else:
         raise DataError(f"{args.model}: give calibration data with --calib DATA (.npz of named input arrays)")
     if args.eval:
-        ev = load_samples(args.eval, model, args.model)
+        ev = load_samples(args.eval, model, "evaluation", tokenizer_for(args.model))
     elif entry is not None:
         ev = entry.evaluation()
     else:

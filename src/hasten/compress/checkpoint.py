@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from hasten.compress.common import CompressError
+from hasten.fileio import atomic_path, atomic_write_json
 
 
 def save_checkpoint(folder: Path, student, opt, step: int, meta: dict, losses: list[float]) -> None:
@@ -25,12 +26,9 @@ def save_checkpoint(folder: Path, student, opt, step: int, meta: dict, losses: l
             value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
             state[f"{i}.{name}"] = value.detach().cpu().contiguous().clone()
     for fname, tensors in (("student.safetensors", weights), ("optimizer.safetensors", state)):
-        tmp = folder / f".{fname}.tmp"
-        save_file(tensors, str(tmp), metadata=tag)
-        tmp.replace(folder / fname)
-    tmp = folder / ".state.json.tmp"
-    tmp.write_text(json.dumps({**meta, "step": step, "losses": losses}, indent=1))
-    tmp.replace(folder / "state.json")
+        with atomic_path(folder / fname) as tmp:
+            save_file(tensors, str(tmp), metadata=tag)
+    atomic_write_json(folder / "state.json", {**meta, "step": step, "losses": losses}, indent=1)
 
 
 def load_checkpoint(folder: Path, student, opt, meta: dict) -> tuple[int, list[float]]:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hasten.compress.checkpoint import load_checkpoint, save_checkpoint
 from hasten.compress.common import CompressError, call, first_tensor, to_torch, trim_padding
+from hasten.configs import config_dict
 
 LOSSES = ("auto", "cosine", "mse", "kl")
 
@@ -62,9 +63,8 @@ class DistillConfig:
             raise CompressError("distillation needs steps >= 1, batch_size >= 1 and lr > 0")
 
     def fingerprint(self) -> dict:
-        d = asdict(self)
-        d.pop("checkpoint_every")
-        return d
+        """The options that define the student (checkpointing does not)."""
+        return config_dict(self, exclude=("checkpoint_every",))
 
 
 @dataclass

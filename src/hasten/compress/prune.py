@@ -294,12 +294,12 @@ def save_student(path, module, plan: dict, source: str = "") -> Path:
     """Weights as safetensors with the plan (and the source it applies to) in the file's metadata."""
     from safetensors.torch import save_file
 
+    from hasten.fileio import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata={PLAN_KEY: json.dumps(plan), "hasten.compress.source": source})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={PLAN_KEY: json.dumps(plan), "hasten.compress.source": source})
     return path
 
 

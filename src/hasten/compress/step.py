@@ -152,7 +152,7 @@ def train_student(spec: CompressSpec, src=None, calib=None):
 
 def check_teacher(spec: CompressSpec, model) -> None:
     """RecipeError unless `model` is the teacher the step was made from."""
-    from hasten.recipe import RecipeError
+    from hasten.errors import RecipeError
 
     found = model.fingerprint()
     if found != spec.teacher:

@@ -21,6 +21,8 @@ import re
 import sysconfig
 from pathlib import Path
 
+from hasten.fileio import atomic_write_text
+
 MAX_FILES_PER_PACKAGE = 1500
 CODE_VERSION = "corpus-2"
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -86,10 +88,7 @@ def _mined() -> tuple[tuple[str, ...], tuple[str, ...]]:
                 kept.append(s)
         kept.sort(key=lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest())
         parts.append(tuple(kept))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(parts[0]) + "\n\f\n" + "\n".join(parts[1]), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join(parts[0]) + "\n\f\n" + "\n".join(parts[1]))
     return parts[0], parts[1]
 
 

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from hasten.errors import DataError
+from hasten.fileio import atomic_write_text
 from hasten.measure.cost_report import DTYPE_SIZES, CostReport
 from hasten.measure.isa import cpu_features, int8_dot_saturates, int8_isa, native_dtypes
 
@@ -537,9 +538,7 @@ def host_target(refresh: bool = False) -> Target:
     if cached is not None:
         peaks = {k: max(v, cached.peak_flops.get(k, 0.0)) for k, v in target.peak_flops.items()}
         target = dataclasses.replace(target, peak_flops=peaks, bandwidth=max(target.bandwidth, cached.bandwidth))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(target.to_dict(), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(target.to_dict(), indent=2))
     return target
 
 

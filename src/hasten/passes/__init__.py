@@ -2,7 +2,7 @@
 
     from hasten.passes import get_pass, optimize_graph
     result = get_pass("fold_batchnorm")(model)         # PassResult
-    result = optimize_graph(model, backend=name)  # the passes whose output backend `name` runs
+    result = optimize_graph(model, backend_class(name).domains)  # passes whose output that backend runs
 
 `register(cls)` adds a Pass class under its `name` (raises if the name is taken); `get_pass(name,
 **config)` builds one with its Config; `registered()` lists the names. Heavy libraries (onnxscript,
@@ -10,6 +10,8 @@ onnxruntime.transformers) are imported only when a pass runs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from hasten.errors import HastenError
 from hasten.model import Model
@@ -56,19 +58,18 @@ for _cls in (Cleanup, ConstantFolding, FoldBatchNorm, MatMulAddToGemm, Transform
     register(_cls)
 
 
-def default_pipeline(backend: str | None = None, max_iterations: int = 4) -> FixedPoint:
-    """cleanup, constant folding, BatchNorm folding and transformer fusion, keeping those whose output
-    `backend` (a registered name; None: the default backend) runs, repeated until nothing changes."""
-    from hasten.backends import DEFAULT_BACKEND, backend_class
-
-    cls = backend_class(backend or DEFAULT_BACKEND)
-    if not cls.graph_passes:
-        raise HastenError(f"backend {cls.name!r} takes no graph passes")
+def default_pipeline(domains: Iterable[str] | None = None, max_iterations: int = 4) -> FixedPoint:
+    """cleanup, constant folding, BatchNorm folding and transformer fusion, keeping those whose output a
+    runtime executing the op `domains` runs (a backend's `domains`; None: every pass), repeated until
+    nothing changes. Passes know no backend: the caller gives its domains."""
+    if isinstance(domains, str):
+        raise HastenError(f"default_pipeline takes op domains, not {domains!r}: give a backend's "
+                          "domains, e.g. hasten.backends.backend_class(name).domains")
     passes: list[Pass] = [p for p in (Cleanup(), ConstantFolding(), FoldBatchNorm(), TransformerFusion())
-                          if p.runs_on(cls.domains)]
+                          if domains is None or p.runs_on(domains)]
     return FixedPoint(passes, max_iterations=max_iterations)
 
 
-def optimize_graph(model: Model, backend: str | None = None) -> PassResult:
-    """Run `default_pipeline(backend)` on `model` (which is not mutated)."""
-    return default_pipeline(backend)(model)
+def optimize_graph(model: Model, domains: Iterable[str] | None = None) -> PassResult:
+    """Run `default_pipeline(domains)` on `model` (which is not mutated)."""
+    return default_pipeline(domains)(model)

@@ -52,17 +52,16 @@ from hasten.errors import QuantizationError
 from hasten.quantize.base import QuantConfig, QuantResult, register
 from hasten.quantize.calibrate import METHODS, calibrate_range
 from hasten.quantize.graph import GraphIndex, inferred_proto
+from hasten.quantize.ops import (  # noqa: F401  (QUANTISABLE_OPS and the rest are part of this module's API)
+    DEFAULT_OP_TYPES,
+    OWN_RANGE_OPS,
+    QUANTISABLE_OPS,
+    SAME_PARAMS_OPS,
+    WEIGHTED_OPS,
+)
 from hasten.quantize.primitives import choose_qparams
 from hasten.quantize.qdq import ActQuant, QDQPlan, apply_plan, name_nodes
 from hasten.quantize.stats import ActivationStats, activation_tensors, collect_stats
-
-WEIGHTED_OPS = ("MatMul", "Gemm", "Conv")
-#: ops that run int8 with their input's quantisation parameters (ONNX Runtime drops their Q/DQ)
-SAME_PARAMS_OPS = ("MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
-#: ops with int8 kernels of their own (QLinearGlobalAveragePool, QLinearAveragePool)
-OWN_RANGE_OPS = ("GlobalAveragePool", "AveragePool")
-QUANTISABLE_OPS = WEIGHTED_OPS + SAME_PARAMS_OPS + OWN_RANGE_OPS
-DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv", "MaxPool", "Flatten", "GlobalAveragePool", "AveragePool")
 
 
 def _tuple(config, name):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from hasten.errors import QuantizationError
-from hasten.quantize.base import QuantConfig
+from hasten.quantize.scheme import QuantConfig
 
 #: Constant nodes with at least this many elements become initializers (smaller ones are shape arguments).
 LIFT_SIZE = 16

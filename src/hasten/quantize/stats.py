@@ -310,7 +310,7 @@ def collect_stats(model, calib, tensors: Iterable[str] | None = None,
     """One pass of `model` (hasten Model) over `calib` (Samples), streaming statistics of `tensors`.
 
     `tensors`: names to observe (default: every float activation read by a quantisable node, see
-    `hasten.quantize.int8.QUANTISABLE_OPS`); `channel_tensors`: those that also get per-channel statistics
+    `hasten.quantize.ops.QUANTISABLE_OPS`); `channel_tensors`: those that also get per-channel statistics
     along the last axis (default: every input SmoothQuant can rescale: activations read by MatMul/Gemm with
     a constant weight); `hessian_tensors`: those that also get E[x^T x] (K x K, for GPTQ rounding; memory
     K^2 per tensor, still independent of the number of samples). `progress(done, total)` is called after
@@ -321,7 +321,7 @@ def collect_stats(model, calib, tensors: Iterable[str] | None = None,
 
     proto = inferred_proto(model)
     if tensors is None:
-        from hasten.quantize.int8 import QUANTISABLE_OPS
+        from hasten.quantize.ops import QUANTISABLE_OPS
 
         tensors = activation_tensors(proto, lambda n: n.op_type in QUANTISABLE_OPS)
     tensors = list(dict.fromkeys(tensors))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from html import escape
 
+from hasten.fileio import atomic_write_text
 from hasten.report import svg
-from hasten.search.cache import atomic_write_text
 
 SECTIONS = ("summary", "scatter", "floor", "distributions", "candidates", "sensitivity", "cost", "environment")
 

@@ -4,7 +4,7 @@
   backend declares worth trying on the target (`Backend.option_space`, e.g. OpenVINO bf16 where the CPU has
   bf16 instructions) are variants of it;
 - graph pipelines, per backend that takes graph passes: every registered pass whose output the backend runs
-  (`Pass.runs_on(backend.domains)`), in the order of `hasten.passes.default_pipeline(backend)`, then each
+  (`Pass.runs_on(backend.domains)`), in the order of `hasten.passes.default_pipeline(backend.domains)`, then each
   option of the passes' `search_space()` one at a time, and each other registered pass switched on;
 - schemes: every registered quantisation scheme (`hasten.quantize.base.schemes()`) on top of a backend's
   best graph pipeline, with its default config; a scheme class may declare `emits_domains` (op domains its
@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 
 from hasten.backends import backend_class
+from hasten.configs import config_dict
 from hasten.measure.isa import cpu_features, native_dtypes
 from hasten.passes.base import STANDARD_DOMAINS
 from hasten.quantize.base import QuantConfig
@@ -67,7 +68,7 @@ def reference_key(recipe: Recipe) -> str:
 
 
 def _config_dict(config) -> dict:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return config_dict(config)
 
 
 def _defaults(cls) -> dict:
@@ -153,7 +154,7 @@ class Space:
         """The default graph pipeline for `backend` as steps (each pass once, its default config)."""
         if not backend_class(backend).graph_passes:
             return []
-        members = self._registry().default_pipeline(backend).passes
+        members = self._registry().default_pipeline(backend_class(backend).domains).passes
         return [Step("pass", p.name, _config_dict(p.config)) for p in members if self._pass_allowed(p.name)]
 
     def graph_variants(self, backend: str) -> list[Candidate]:

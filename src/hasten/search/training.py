@@ -20,8 +20,6 @@ run finds both and does not train again (delete them, or OUT/cache, to retrain w
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from hasten.errors import HastenError, SearchError
 from hasten.recipe import Step, normalized
 from hasten.search.cache import atomic_write_json, digest, read_json
 from hasten.search.records import Record
+from hasten.source import is_function_spec, load_input, torch_spec  # noqa: F401  (moved to hasten.source)
 
 #: share of the time budget all distillations together may use
 TRAIN_SHARE = 0.5
@@ -41,40 +40,10 @@ SAFETY = 0.85
 #: per kind of source: peak learning rate, frozen parameters, training items (None: all), max steps
 KIND_DEFAULTS = {"embedding": (1e-3, ("word_embeddings",), 4096, 8000), "classifier": (3e-3, (), None, 400),
                  "custom": (1e-3, (), None, 1000)}
-_FUNCTION_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class StudentSkipped(HastenError):
     """A student was not trained (the time budget cannot afford it); the message says why."""
-
-
-# -- torch sources ---------------------------------------------------------------------------------------
-def is_function_spec(text: str) -> bool:
-    """`package.module:function` (and not an existing file)."""
-    return not text.startswith("zoo:") and bool(_FUNCTION_SPEC.fullmatch(text)) and not Path(text).exists()
-
-
-def torch_spec(source) -> str | None:
-    """`source` as a torch-source spec (zoo:minilm, zoo:digits, package.module:function), else None."""
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    text = str(source)
-    if text in ("zoo:minilm", "zoo:digits") or is_function_spec(text):
-        return text
-    return None
-
-
-def load_input(source):
-    """(Model, TorchSource or None): a `module:function` source is exported here; anything else goes to
-    `hasten.load` (no torch source is built for it)."""
-    import hasten
-
-    if isinstance(source, (str, os.PathLike)) and is_function_spec(str(source)):
-        from hasten.compress.sources import torch_source
-
-        src = torch_source(str(source))
-        return src.export(), src
-    return hasten.load(source), None
 
 
 # -- what to try -----------------------------------------------------------------------------------------

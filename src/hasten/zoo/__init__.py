@@ -46,6 +46,10 @@ class ZooEntry:
         """(float torch.nn.Module in eval mode, example inputs as a dict name -> torch.Tensor)."""
         raise NotImplementedError
 
+    def tokenizer(self):
+        """What turns a list of texts into the model's feeds (JSON Lines data), or None (not a text model)."""
+        return None
+
 
 @dataclass(frozen=True)
 class _MiniLM(ZooEntry):
@@ -79,6 +83,11 @@ class _MiniLM(ZooEntry):
         from hasten.zoo import minilm
 
         return minilm.torch_network(), minilm.example_inputs(max_length=self.max_length)
+
+    def tokenizer(self):
+        from hasten.zoo import minilm
+
+        return minilm.tokenize
 
 
 @dataclass(frozen=True)

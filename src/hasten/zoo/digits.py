@@ -15,12 +15,12 @@ generator). The trained weights are cached as safetensors and the export as ONNX
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from hasten.errors import ModelLoadError
+from hasten.fileio import atomic_path
 from hasten.paths import cache_dir, package_version
 
 SEED = 0
@@ -123,10 +123,8 @@ def torch_network():
         except Exception:  # a damaged or foreign cache file: train again and overwrite it
             pass
     net = train_network()
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    tmp.replace(weights)
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     return net
 
 
