@@ -8,6 +8,7 @@ cannot depend on this host's load."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,12 @@ class ReferenceBackend(Backend):
     dtypes = ("fp32", "int8")
     latency_source = "weight-bytes cost model"
 
+    def write_artefacts(self, model, out):
+        """Its artefact: the cost model's figure for the chosen model, as a text file in OUT/."""
+        path = out / "cost.txt"
+        path.write_text(f"{ReferenceSession(model, self)._ms:.6f} ms\n")
+        return [path]
+
     def build(self, model):
         try:
             return ReferenceSession(model, self)
@@ -97,7 +104,9 @@ def test_a_backend_from_a_test_file_gets_passes_schemes_and_a_chosen_result(plug
     assert chosen.latency["ratio"] > 1.5  # int8 weights: a quarter of the bytes of fp32 in the cost model
     in_budget = [r for r in records if r.latency and r.full is not None and r.full.within]
     assert chosen.latency["ratio"] == pytest.approx(max(r.latency["ratio"] for r in in_budget))
-    assert (tmp_path / "out" / "model.onnx").is_file()
+    out = tmp_path / "out"
+    assert (out / "model.onnx").is_file() and (out / "cost.txt").is_file()
+    assert json.loads((out / "results.json").read_text())["artefacts"] == ["model.onnx", "cost.txt"]
     # the chosen model runs on the plug-in and matches the fp32 model within the budget
     x = ev.take(4)
     session = ReferenceBackend().compile(hasten.load(result.model_path))

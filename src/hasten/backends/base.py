@@ -10,7 +10,7 @@ A Backend is a frozen dataclass whose fields are its typed options (`threads` pl
 - `scheme_defaults`: per quantisation scheme, the config the search starts from on this backend;
 - `latency_source`: "host" (wall clock on this machine, the default) or another source (a simulator, a cost
   model), in which case its Sessions implement `latency_ms(feeds)` and no wall clock is read;
-- `write_artefacts(model, out)`: what it writes to OUT/ (by default OUT/model.onnx).
+- `write_artefacts(model, out)`: what it writes to OUT/ beside model.onnx (nothing by default).
 
 `compile(model, target=None) -> Session` (target None: this host). A Session has `inputs` / `outputs` specs
 (name, dtype, shape), `run(feeds)`, `close()`, and `thread_safe` says whether `run` may be called from
@@ -180,10 +180,9 @@ class Backend(abc.ABC):
         return None
 
     def write_artefacts(self, model, out: Path) -> list[Path]:
-        """Write what a result on this backend consists of into the folder `out`; returns the paths."""
-        path = Path(out) / "model.onnx"
-        model.save(path)
-        return [path]
+        """Write what a result on this backend needs beside OUT/model.onnx (which is always written), e.g.
+        generated C sources, atomically into the folder `out`; returns their paths (none by default)."""
+        return []
 
     def describe(self) -> dict:
         return {"backend": self.name, "threads": self.thread_count}

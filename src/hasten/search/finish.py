@@ -199,6 +199,7 @@ def write_outputs(tuner, result) -> None:
     chosen = result.chosen
     model = chosen_model(tuner, chosen)
     path = model.save(out / "model.onnx")
+    artefacts = [str(p.relative_to(out)) for p in chosen.recipe.backend_instance().write_artefacts(model, out)]
     data_file = path.with_name(path.name + ".data")
     chosen.size_bytes = path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0)
     header = (f"made by hasten optimize on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
@@ -207,7 +208,7 @@ def write_outputs(tuner, result) -> None:
               f"reproduce: hasten apply recipe.yaml MODEL --calib DATA -o OUT2/")
     chosen.recipe.save(out / "recipe.yaml", header=header)
     tuner.emit("stage", "writing the report")
-    extras = _extras(tuner, result, model)
+    extras = {**_extras(tuner, result, model), "artefacts": ["model.onnx", *artefacts]}
     data = results_dict(tuner, result=result, extras=extras)
     atomic_write_json(out / "results.json", data)
     from hasten.report.html import write_report
