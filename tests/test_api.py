@@ -7,7 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from search.helpers import QUICK, samples, wide_mlp
+from search.helpers import QUICK, FakeTimer, samples, scheme_speed, wide_mlp
 
 import hasten
 import hasten.commands.apply  # noqa: F401  (registers the sub-commands until commands/__init__ lists them)
@@ -28,8 +28,10 @@ def test_parse_duration():
 
 def test_zoo_digits_defaults_and_apply_reproduces(tmp_path):
     out = tmp_path / "digits"
+    # speed is not what this test checks: a seeded fake timer (int8 1.3x) keeps it to seconds
     result = optimize("zoo:digits", out=out, time_budget=90, backends="onnxruntime",
-                      schemes=("int8-static",), passes=(), **QUICK)
+                      schemes=("int8-static",), passes=(), timer=FakeTimer(scheme_speed({"int8-static": 1.3})),
+                      **QUICK)
     data = json.loads(result.results_path.read_text())
     assert data["metrics"] == ["top1"] and data["budget"] == {"top1": 0.01}  # the zoo's own metric and budget
     assert data["evaluation_items"] == 360
@@ -60,7 +62,7 @@ def test_cli_optimize_prints_the_table_and_refuses_foreign_out(tmp_path, capsys)
     out = tmp_path / "out"
     args = ["optimize", str(path), "--calib", str(tmp_path / "calib.npz"), "--eval", str(tmp_path / "eval.npz"),
             "--metric", "cosine", "--max-drop", "0.02", "--backends", "onnxruntime", "--time-budget", "90s",
-            "--schemes", "int8-dynamic", "--passes", "", "--final-seconds", "1", "-o", str(out)]
+            "--schemes", "int8-dynamic", "--passes", "", "--final-seconds", "0.3", "-o", str(out)]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "baseline" in text and "speed-up" in text and "report:" in text and "floor" in text
@@ -89,7 +91,7 @@ def test_a_crash_in_an_earlier_run_is_recorded_not_retried(tmp_path):
     calib, ev = samples(40, seed=1), samples(32, seed=2)
     settings = dict(backends="onnxruntime", metric="cosine", schemes=("int8-dynamic",), passes=(),
                     mixed_precision=False, time_budget=60, **QUICK)
-    first = optimize(model, calib, ev, out=tmp_path / "o", **settings)
+    first = optimize(model, calib, ev, out=tmp_path / "o", timer=FakeTimer(scheme_speed({})), **settings)
     quantised = next(r for r in first.records if r.recipe.steps)
     # simulate a process killed while evaluating it: its cache entry still says "running"
     entries = [p for p in (tmp_path / "o" / "cache").glob("*.json") if not p.name.startswith("bench-")]
@@ -97,7 +99,7 @@ def test_a_crash_in_an_earlier_run_is_recorded_not_retried(tmp_path):
               quantised.recipe.to_dict()["steps"]]
     assert len(target) == 1
     target[0].write_text(json.dumps({"status": "running", "recipe": quantised.recipe.to_dict()}))
-    second = optimize(model, calib, ev, out=tmp_path / "o", **settings)
+    second = optimize(model, calib, ev, out=tmp_path / "o", timer=FakeTimer(scheme_speed({})), **settings)
     rec = next(r for r in second.records if r.key == quantised.key)
     assert rec.status == "failed" and rec.stage == "crash" and "died" in rec.reason
     assert second.chosen is second.baseline
@@ -106,7 +108,8 @@ def test_a_crash_in_an_earlier_run_is_recorded_not_retried(tmp_path):
 def test_load_accepts_the_written_model(tmp_path):
     model = wide_mlp(width=128, layers=1)
     result = optimize(model, samples(40, seed=1), samples(32, seed=2), metric="sqnr", backends="onnxruntime",
-                      schemes=("int8-dynamic",), passes=(), time_budget=60, out=tmp_path / "o", **QUICK)
+                      schemes=("int8-dynamic",), passes=(), time_budget=60, out=tmp_path / "o",
+                      mixed_precision=False, timer=FakeTimer(scheme_speed({})), **QUICK)
     assert json.loads(result.results_path.read_text())["budget"] == {"sqnr": 170.0}
     loaded = hasten.load(str(result.model_path))
     assert [s.name for s in loaded.inputs] == ["x"]

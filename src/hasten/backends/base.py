@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -58,11 +59,12 @@ class Session(abc.ABC):
     #: "host": timed by the wall clock here; anything else: `latency_ms` gives its latency (its backend's)
     latency_source: str = "host"
 
-    @property
+    @functools.cached_property
     def input_names(self) -> list[str]:
+        """Names of `inputs` (read once: a timed `run` must not rebuild them)."""
         return [s.name for s in self.inputs]
 
-    @property
+    @functools.cached_property
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
 
