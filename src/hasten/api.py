@@ -15,9 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hasten.data import load_samples
 from hasten.errors import SearchError
-from hasten.source import display_name, load_input, tokenizer_for, torch_spec, zoo_name
+from hasten.source import resolve, torch_spec
 
 TARGETS = ("cpu",)
 DEFAULT_TIME_BUDGET_S = 480.0
@@ -41,13 +40,12 @@ def parse_duration(value) -> float:
     return seconds
 
 
-def _metrics(spec, entry) -> list:
+def _metrics(spec, defaults: list | None) -> list:
+    """The metrics `spec` names (names, Metrics or callables); `defaults` (the source's own) without one."""
     from hasten.measure.accuracy import Metric, get_metric
 
     if spec is None or spec == "" or spec == []:
-        if entry is not None:
-            return list(entry.metrics())
-        return None
+        return defaults
     if isinstance(spec, (str, Metric)) or callable(spec):
         items = [s for s in spec.split(",") if s] if isinstance(spec, str) else [spec]
     else:
@@ -142,25 +140,19 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
 
     if target not in TARGETS:
         raise SearchError(f"--target {target!r}: hasten optimize supports {', '.join(TARGETS)} for now")
-    entry = None
-    if zoo_name(model) is not None:
-        from hasten import zoo
-
-        entry = zoo.get(model)
     name = str(model) if isinstance(model, str) else ""
-    source = _training_source(model, settings)
-    loaded, src = load_input(model)
-    source = src if src is not None and source is not None else source
-    tokenizer = tokenizer_for(model)
-    calib = load_samples(calib, loaded, "calibration", tokenizer)
-    eval = load_samples(eval, loaded, "evaluation", tokenizer)
-    if entry is not None:
-        calib = calib if calib is not None else entry.calibration()
-        eval = eval if eval is not None else entry.evaluation()
+    source = _training_source(model, settings)  # checks the training options before anything loads
+    src = resolve(model)
+    loaded = src.model
+    source = src.built_torch if src.built_torch is not None and source is not None else source
+    calib = src.samples(calib, "calibration")
+    eval = src.samples(eval, "evaluation")
+    calib = calib if calib is not None else src.calibration
+    eval = eval if eval is not None else src.evaluation
     check_samples(loaded, eval, "evaluation")
     if calib is not None:
         check_samples(loaded, calib, "calibration")
-    metrics = _metrics(metric, entry)
+    metrics = _metrics(metric, src.metrics)
     if not metrics:
         metrics = _metrics("top1" if eval.labels is not None else "cosine", None)
     budget = Budget.build(metrics, max_drop)
@@ -186,7 +178,7 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     if unknown:
         raise SearchError(f"optimize(): unknown option(s) {unknown}; see hasten.search.tuner.Settings")
     opts = Settings(backends=tuple(backends), threads=tuple(threads or ()), time_budget_s=seconds, **settings)
-    model_name = display_name(model, loaded)
+    model_name = src.name
     out = Path(out) if out is not None else Path("out") / model_name
     tuner = Tuner(loaded, calib, eval, metrics, budget, out, opts, progress=progress, resume=resume, force=force,
                   model_name=name or model_name, source=source, timer=timer)
@@ -228,14 +220,11 @@ def apply(recipe, model, calib=None, out=None):
         recipe = Recipe.load(recipe)
     else:
         recipe.validate()
-    name = str(model) if isinstance(model, str) else ""
-    loaded, _ = load_input(model)
-    calib = load_samples(calib, loaded, "calibration", tokenizer_for(model))
-    if calib is None and recipe.uses_calibration and zoo_name(name) is not None:
-        from hasten import zoo
-
-        calib = zoo.get(name).calibration()
-    result = apply_recipe(recipe, loaded, calib)
+    src = resolve(model)
+    calib = src.samples(calib, "calibration")
+    if calib is None and recipe.uses_calibration:
+        calib = src.calibration  # a zoo model's own (None for a file)
+    result = apply_recipe(recipe, src.model, calib)
     if out is not None:
         out = Path(out)
         result.save(out / "model.onnx")

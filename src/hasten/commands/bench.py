@@ -2,7 +2,7 @@
 
 from rich.table import Table
 
-from hasten.commands.common import bench_feeds, load_model
+from hasten.commands.common import bench_feeds, load_source
 from hasten.commands.registry import add_model_options, command
 
 
@@ -11,8 +11,9 @@ def run(args, console):
     from hasten.backends import physical_cores
     from hasten.measure.compare import compare_backends
 
-    model = load_model(args)
-    feeds, origin = bench_feeds(model, args)
+    src = load_source(args)
+    model = src.model
+    feeds, origin = bench_feeds(src, args)
     specs = [s for s in args.backend.split(",") if s]
     threads = args.threads or physical_cores()
     with console.status("compiling and timing (interleaved rounds)..."):

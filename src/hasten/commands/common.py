@@ -1,24 +1,29 @@
-"""Helpers shared by CLI commands: load a model and its samples from the command line."""
+"""Helpers shared by CLI commands: resolve the model argument (hasten.source) and its samples."""
 
 from __future__ import annotations
 
 from hasten.input_shapes import parse_shape_args
-from hasten.source import load, zoo_name
+from hasten.source import resolve
+
+
+def load_source(args):
+    """The Source of the command's model argument (its Model, and a zoo model's data and metrics)."""
+    return resolve(args.model)
 
 
 def load_model(args):
-    return load(args.model)
+    return load_source(args).model
 
 
-def bench_feeds(model, args, count: int = 16) -> tuple[list[dict], str]:
-    """Feeds for timing: a zoo model's own evaluation data, else synthetic inputs in valid ranges."""
+def bench_feeds(src, args, count: int = 16) -> tuple[list[dict], str]:
+    """Feeds for timing the Source `src`: its own evaluation data (a zoo model's), else synthetic inputs in
+    valid ranges."""
     from hasten.data import Samples
 
+    model = src.model
     shapes = parse_shape_args(args.shape)
-    if zoo_name(args.model) is not None and not shapes:
-        from hasten import zoo
-
-        samples = zoo.get(args.model).evaluation().take(count)
+    if src.entry is not None and not shapes:
+        samples = src.evaluation.take(count)
         return list(samples.feeds(1)), f"{samples.name or 'evaluation'} data"
     from hasten.input_shapes import concrete_input_shapes
 

@@ -9,10 +9,8 @@ and written atomically.
 
 from __future__ import annotations
 
-from hasten.commands.common import load_model
+from hasten.commands.common import load_source
 from hasten.commands.registry import add_model_options, command
-from hasten.data import load_samples
-from hasten.source import tokenizer_for, zoo_name
 
 SCHEMES = ("int8-dynamic", "int8-static", "int4-weight", "int8-weight", "fp16", "bf16", "binary")
 
@@ -60,18 +58,10 @@ def run(args, console):
     from hasten.quantize import config_for, quantize
     from hasten.quantize.stats import reporting
 
-    model = load_model(args)
-    entry = None
-    if zoo_name(args.model) is not None:
-        from hasten import zoo
-
-        entry = zoo.get(args.model)
+    src = load_source(args)
+    model = src.model
     config = config_for(args.scheme, **_options(args))
-    calib = None
-    if args.calib:
-        calib = load_samples(args.calib, model, "calibration", tokenizer_for(args.model))
-    elif entry is not None:
-        calib = entry.calibration()
+    calib = src.samples(args.calib, "calibration") if args.calib else src.calibration
     if calib is not None and args.calib_items:
         calib = calib.take(min(len(calib), args.calib_items))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -79,7 +69,7 @@ def run(args, console):
         task = bar.add_task("calibration statistics", total=len(calib) if calib is not None else 0)
         with reporting(lambda done, total: bar.update(task, completed=done, total=total)):
             result = quantize(model, config, calib)
-    fidelity, speed = _check(model, result.model, args, entry, console)
+    fidelity, speed = _check(src, result.model, args, console)
     path = result.model.save(args.output)
     summary = {"model": args.model, "scheme": config.scheme, "config": config.to_dict(),
                "output": str(path), "report": result.report, "fidelity": fidelity, "speed": speed,
@@ -89,8 +79,9 @@ def run(args, console):
     return summary
 
 
-def _check(model, quantised, args, entry, console):
-    """(fidelity {metric: {...}}, speed {...}) on the chosen backend; errors when the backend cannot run it."""
+def _check(src, quantised, args, console):
+    """(fidelity {metric: {...}}, speed {...}) of `quantised` against the Source's model on the chosen
+    backend; errors when the backend cannot run it."""
     from hasten.backends import get_backend
     from hasten.errors import BackendError, QuantizationError
     from hasten.measure.accuracy import SQNR, CosineFidelity, get_metric
@@ -98,6 +89,7 @@ def _check(model, quantised, args, entry, console):
     from hasten.measure.evaluator import Evaluator
     from hasten.measure.latency import benchmark
 
+    model = src.model
     name, options = parse_backend_spec(args.backend)
     backend = get_backend(name, **options)
     try:
@@ -109,14 +101,14 @@ def _check(model, quantised, args, entry, console):
     except BackendError as exc:
         raise QuantizationError(f"scheme {args.scheme}: backend {args.backend} cannot run the quantised "
                                 f"model ({exc}); choose another scheme or backend") from exc
-    ev = load_samples(args.eval, model, "evaluation", tokenizer_for(args.model)) if args.eval else (entry.evaluation() if entry else None)
+    ev = src.samples(args.eval, "evaluation") if args.eval else src.evaluation
     fidelity = {}
     if ev is not None:
         if args.eval_items:
             ev = ev.take(min(len(ev), args.eval_items))
         ev.validate(model)
         metrics = [get_metric(m) for m in args.metric] if args.metric else (
-            entry.metrics() if entry is not None else [CosineFidelity(), SQNR()])
+            src.metrics or [CosineFidelity(), SQNR()])
         judge = Evaluator(ev, metrics, output=original_session.output_names[0])
         with console.status(f"evaluating on {len(ev)} items..."):
             judge.set_reference(original_session)
@@ -132,7 +124,7 @@ def _check(model, quantised, args, entry, console):
     if not args.no_speed_check:
         from hasten.commands.common import bench_feeds
 
-        feeds, _ = bench_feeds(model, args, count=8)
+        feeds, _ = bench_feeds(src, args, count=8)
         with console.status("timing the input and the quantised model side by side..."):
             res = benchmark({"input": original_session, "quantised": session}, feeds, warmup_runs=5,
                             warmup_s=0.3, min_runs=40, min_seconds=1.5, rounds=4)

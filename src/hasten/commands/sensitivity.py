@@ -7,36 +7,21 @@ and evaluation data and its first metric are the defaults.
 
 from __future__ import annotations
 
-from hasten.commands.common import load_model
+from hasten.commands.common import load_source
 from hasten.commands.registry import add_model_options, command
-from hasten.data import load_samples
-from hasten.source import tokenizer_for, zoo_name
 
 
-def _data(args, model):
-    """(calibration, evaluation or None, metric or None) from the flags and the zoo defaults."""
+def _data(args, src):
+    """(calibration, evaluation or None, metric or None) from the flags and the Source's defaults."""
     from hasten.errors import DataError
 
-    entry = None
-    if zoo_name(args.model) is not None:
-        from hasten import zoo
-
-        entry = zoo.get(args.model)
-    if args.calib:
-        calib = load_samples(args.calib, model, "calibration", tokenizer_for(args.model))
-    elif entry is not None:
-        calib = entry.calibration()
-    else:
+    calib = src.samples(args.calib, "calibration") if args.calib else src.calibration
+    if calib is None:
         raise DataError(f"{args.model}: give calibration data with --calib DATA (.npz of named input arrays)")
-    if args.eval:
-        ev = load_samples(args.eval, model, "evaluation", tokenizer_for(args.model))
-    elif entry is not None:
-        ev = entry.evaluation()
-    else:
-        ev = None
+    ev = src.samples(args.eval, "evaluation") if args.eval else src.evaluation
     metric = args.metric
-    if metric is None and entry is not None:
-        metric = entry.metrics()[0]
+    if metric is None and src.metrics:
+        metric = src.metrics[0]
     return calib, ev, metric
 
 
@@ -45,8 +30,9 @@ def run(args, console):
     from hasten.quantize.int8 import Int8StaticConfig
     from hasten.quantize.sensitivity import sensitivity
 
-    model = load_model(args)
-    calib, ev, metric = _data(args, model)
+    src = load_source(args)
+    model = src.model
+    calib, ev, metric = _data(args, src)
     if args.calib_items:
         calib = calib.take(min(len(calib), args.calib_items))
     config = Int8StaticConfig(calibration=args.calibration, per_channel=not args.per_tensor)

@@ -29,24 +29,13 @@ class TorchSource:
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=lambda: ["output"])
     _train: object = None
+    entry: object = None  # the hasten.zoo.ZooEntry a zoo spec names
 
     def training_data(self, count: int | None = None):
-        """Samples to distil on: minilm -> tokenized training text, digits -> the training split (labels
-        kept), custom -> the --data file."""
-        from hasten.data import Samples
-
-        if self.name == "zoo:minilm":
-            from hasten.compress.text_corpus import training_sentences
-            from hasten.zoo import minilm
-
-            texts = training_sentences(count)
-            return Samples(minilm.tokenize(texts, minilm.MAX_LENGTH), None, "minilm/train", {"texts": texts})
-        if self.name == "zoo:digits":
-            from hasten.zoo import digits
-
-            images, labels = digits.dataset()["train"]
-            s = Samples({"image": images}, labels, "digits/train")
-            return s.take(count) if count and count < len(s) else s
+        """Samples to distil on: a zoo entry's own training data (minilm: tokenized training text, digits:
+        the training split, labels kept), custom -> the --data file."""
+        if self.entry is not None:
+            return self.entry.training_data(count)
         if self._train is None:
             raise CompressError(f"{self.name}: no training data; give --data FILE.npz with the model's "
                                 f"inputs ({', '.join(self.input_names)})")
@@ -55,10 +44,9 @@ class TorchSource:
     def export(self, module=None):
         """The (pruned / distilled) module as a hasten Model, opset 17, dynamic batch (and sequence)."""
         module = self.module if module is None else module
-        if self.name == "zoo:minilm":
-            from hasten.zoo import minilm
-
-            return minilm.export(module.eval())
+        exported = self.entry.export(module.eval()) if self.entry is not None else None
+        if exported is not None:
+            return exported
         from hasten.export import from_torch
 
         dims = {n: {0: "batch"} for n in [*self.input_names, *self.output_names]}
@@ -70,19 +58,18 @@ def torch_source(spec: str, data=None) -> TorchSource:
     """A TorchSource for `zoo:minilm`, `zoo:digits` or `module:function`; `data`: optional Samples."""
     import torch
 
-    if spec in ("zoo:minilm", "zoo:digits"):
-        from hasten import zoo
+    from hasten import zoo
 
+    if zoo.entry_name(spec) is not None:
         entry = zoo.get(spec)
+        if not entry.torch_kind:
+            with_torch = [f"{zoo.PREFIX}{n}" for n in zoo.names() if zoo.get(n).torch_kind]
+            raise CompressError(f"{spec}: pruning and distillation need a torch source; "
+                                f"{' and '.join(with_torch)} have one")
         module, example = entry.torch_model()
         example = {k: v[:1] for k, v in example.items()}
-        kind = "embedding" if spec == "zoo:minilm" else "classifier"
-        outputs = ["sentence_embedding"] if spec == "zoo:minilm" else ["logits"]
-        return TorchSource(spec, module.eval(), example, entry.calibration(), entry.evaluation(), kind,
-                           list(example), outputs, data)
-    if spec.startswith("zoo:"):
-        raise CompressError(f"{spec}: pruning and distillation need a torch source; zoo:minilm and zoo:digits "
-                            "have one")
+        return TorchSource(spec, module.eval(), example, entry.calibration(), entry.evaluation(), entry.torch_kind,
+                           list(example), list(entry.torch_outputs), data, entry)
     if ":" not in spec or spec.endswith((".onnx", ".onnx.data")):
         raise CompressError(f"{spec}: pruning works on torch models; give zoo:minilm, zoo:digits or "
                             "package.module:function returning (module, example_inputs)")

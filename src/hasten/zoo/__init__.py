@@ -13,10 +13,20 @@ here on scikit-learn's bundled data. Exported ONNX files are cached under `cache
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from hasten.errors import HastenError
 
-__all__ = ["ZooEntry", "get", "names"]
+__all__ = ["PREFIX", "ZooEntry", "entry_name", "get", "names"]
+
+PREFIX = "zoo:"
+
+
+def entry_name(spec) -> str | None:
+    """The entry a model spec names ("zoo:minilm" -> "minilm"), None for any other spec: the one "zoo:" test."""
+    if isinstance(spec, str) and spec.startswith(PREFIX):
+        return spec[len(PREFIX):]
+    return None
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,10 @@ class ZooEntry:
 
     name: str
     description: str
+    #: what the torch module is, for pruning and distillation ("embedding", "classifier"; "": none)
+    torch_kind: ClassVar[str] = ""
+    #: the names the torch module's outputs get in its ONNX export
+    torch_outputs: ClassVar[tuple[str, ...]] = ("output",)
 
     def model(self):
         """The ONNX model as a `hasten.Model` (a fresh object per call, loaded from the disk cache)."""
@@ -50,9 +64,19 @@ class ZooEntry:
         """What turns a list of texts into the model's feeds (JSON Lines data), or None (not a text model)."""
         return None
 
+    def training_data(self, count: int | None = None):
+        """Samples to distil a student on (disjoint from calibration and evaluation), at most `count`."""
+        raise NotImplementedError
+
+    def export(self, module):
+        """The zoo's own ONNX export of (a pruned) `module`, or None: the generic exporter then does it."""
+        return None
+
 
 @dataclass(frozen=True)
 class _MiniLM(ZooEntry):
+    torch_kind: ClassVar[str] = "embedding"
+    torch_outputs: ClassVar[tuple[str, ...]] = ("sentence_embedding",)
     max_length: int = 128
 
     def model(self):
@@ -89,9 +113,25 @@ class _MiniLM(ZooEntry):
 
         return minilm.tokenize
 
+    def training_data(self, count: int | None = None):
+        from hasten.compress.text_corpus import training_sentences
+        from hasten.data import Samples
+        from hasten.zoo import minilm
+
+        texts = training_sentences(count)
+        return Samples(minilm.tokenize(texts, minilm.MAX_LENGTH), None, "minilm/train", {"texts": texts})
+
+    def export(self, module):
+        from hasten.zoo import minilm
+
+        return minilm.export(module)
+
 
 @dataclass(frozen=True)
 class _Digits(ZooEntry):
+    torch_kind: ClassVar[str] = "classifier"
+    torch_outputs: ClassVar[tuple[str, ...]] = ("logits",)
+
     def model(self):
         from hasten.zoo import digits
 
@@ -120,6 +160,14 @@ class _Digits(ZooEntry):
 
         return digits.torch_network(), digits.example_inputs()
 
+    def training_data(self, count: int | None = None):
+        from hasten.data import Samples
+        from hasten.zoo import digits
+
+        images, labels = digits.dataset()["train"]
+        samples = Samples({"image": images}, labels, "digits/train")
+        return samples.take(count) if count and count < len(samples) else samples
+
 
 _ENTRIES: dict[str, ZooEntry] = {
     e.name: e for e in (
@@ -141,7 +189,7 @@ def names() -> list[str]:
 
 def get(name: str) -> ZooEntry:
     """The zoo entry called `name` (a leading "zoo:" is accepted); HastenError for an unknown name."""
-    key = name[4:] if name.startswith("zoo:") else name
+    key = entry_name(name) or name
     try:
         return _ENTRIES[key]
     except KeyError:
