@@ -426,8 +426,17 @@ def apply(recipe: Recipe | str | os.PathLike, model, calib=None):
             and len(calib) < recipe.calibration_items:
         raise DataError(f"the recipe was made with {recipe.calibration_items} calibration items; only "
                         f"{len(calib)} were given: give the same calibration data to reproduce it")
+    for _, built, _ in run_steps(recipe, model, calib):
+        model = built
+    return model
+
+
+def run_steps(recipe: Recipe, model, calib=None, start: int = 0, run=run_step):
+    """The one recipe runner (`apply` and the search's builds): seed as the recipe says, take its calibration
+    subset, run `recipe.steps[start:]` on `model` with `run(step, model, calib) -> (model, report)`, and
+    yield (index, model, report) after each step."""
     calib = calibration_subset(recipe, calib)
     seed_everything(recipe.seed)
-    for step in recipe.steps:
-        model, _ = run_step(step, model, calib)
-    return model
+    for i in range(start, len(recipe.steps)):
+        model, report = run(recipe.steps[i], model, calib)
+        yield i, model, report
