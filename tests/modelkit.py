@@ -143,7 +143,7 @@ def make_tiny_bert(vocab: int, seq: int, hidden: int, layers: int, heads: int, f
     import torch
     import transformers
 
-    from hasten.export import from_torch
+    from hasten.torch_export import from_torch
 
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,

@@ -35,7 +35,7 @@ LAYERS = [
     {"inspect", "report", "result"},  # what the search writes and what reads OUT/ back
     {"source"},  # where a model comes from: a path, a zoo name, module:function, a torch module
     {"recipe"},
-    {"passes", "quantize", "compress", "backends", "measure", "zoo", "export"},  # export: torch -> ONNX
+    {"passes", "quantize", "compress", "backends", "measure", "zoo", "torch_export"},
     {"data", "input_shapes"},
     {"model"},
     {"errors", "paths", "fileio", "configs"},  # neutral leaves

@@ -120,7 +120,7 @@ def resolve(source, example_inputs=None, **export_options) -> Source:
 
     if isinstance(source, onnx.ModelProto):
         return Source(Model.from_proto(source))
-    from hasten.export import from_torch
+    from hasten.torch_export import from_torch
 
     return Source(from_torch(source, example_inputs, **export_options))
 

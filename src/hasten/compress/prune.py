@@ -284,7 +284,7 @@ def describe_plan(plan: dict) -> dict:
 # -- export and persistence -------------------------------------------------------------------------------
 def to_model(module, example_inputs, *, input_names=None, output_names=None, dynamic_axes=None):
     """Export a (pruned) module to a hasten Model with the TorchScript exporter, opset 17."""
-    from hasten.export import from_torch
+    from hasten.torch_export import from_torch
 
     return from_torch(module.eval(), example_inputs, input_names=input_names, output_names=output_names,
                       dynamic_axes=dynamic_axes, opset=17)

@@ -47,7 +47,7 @@ class TorchSource:
         exported = self.entry.export(module.eval()) if self.entry is not None else None
         if exported is not None:
             return exported
-        from hasten.export import from_torch
+        from hasten.torch_export import from_torch
 
         dims = {n: {0: "batch"} for n in [*self.input_names, *self.output_names]}
         return from_torch(module.eval(), self.example_inputs, input_names=self.input_names,

@@ -144,7 +144,7 @@ def onnx_model():
             return load_onnx(path)
         except ModelLoadError:  # a damaged cache file: export again
             pass
-    from hasten.export import from_torch
+    from hasten.torch_export import from_torch
 
     net = torch_network()
     model = from_torch(net, example_inputs(), input_names=["image"], output_names=["logits"],

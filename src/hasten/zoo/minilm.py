@@ -134,7 +134,7 @@ def example_inputs(texts=None, max_length: int = MAX_LENGTH) -> dict:
 
 def export(module=None):
     """Export the sentence encoder (a fresh Model; not cached)."""
-    from hasten.export import from_torch
+    from hasten.torch_export import from_torch
 
     module = module if module is not None else torch_network()
     dyn = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
