@@ -43,13 +43,13 @@ def test_picks_the_fastest_in_budget_not_the_first(model, data, tmp_path):
     assert quantised[0].recipe.steps[0].name == "fp16" and quantised[0].full.within  # found first, in budget
     chosen = result.chosen
     assert chosen.recipe.steps and chosen.recipe.steps[-1].name == "int8-dynamic"
-    assert chosen.latency["ratio"] > 1.2 and chosen.latency["ratio_ci"][0] > 1.0, chosen.latency
+    assert chosen.latency.ratio > 1.2 and chosen.latency.ratio_ci[0] > 1.0, chosen.latency
     timed = [r for r in result.records if r.latency]
-    assert chosen.latency["ratio"] == max(r.latency["ratio"] for r in timed)
+    assert chosen.latency.ratio == max(r.latency.ratio for r in timed)
     assert all(r.accuracy.drops["cosine"] <= 0.01 for r in in_budget)
     data_json = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data_json["chosen"] == chosen.key and data_json["summary"]["beat_baseline"]
-    assert data_json["summary"]["speedup"] == pytest.approx(chosen.latency["ratio"])
+    assert data_json["summary"]["speedup"] == pytest.approx(chosen.latency.ratio)
 
 
 def test_never_returns_a_slower_model(model, data, tmp_path):

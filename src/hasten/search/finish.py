@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 from hasten.recipe import Recipe
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.records import Record, failure_line
+from hasten.search.records import STATUSES, Record, Status, failure_line
+from hasten.search.results import Results, Summary
 from hasten.search.timing import BASELINE, CONFIDENCE, Timing, time_sessions
 
 #: the scheme per-layer sensitivity exists for (hasten.quantize.sensitivity)
@@ -80,7 +81,7 @@ def finish(tuner, interrupted: bool = False):
         chosen = _choose(base, timed, threshold, notes)
     else:
         notes.append("no candidate other than the baseline fits the budget: the baseline is returned")
-    noise = base.latency.get("noise") or {}
+    noise = base.latency.noise or {}
     if noise.get("spread") and noise["spread"] > 0.1:
         notes.append(f"the host was noisy: the baseline's median varied by {noise['spread']:.0%} between "
                      f"interleaved rounds (p10..p90); the final measurement took {noise.get('rounds')} rounds "
@@ -97,31 +98,27 @@ def finish(tuner, interrupted: bool = False):
 
 def _choose(base: Record, timed: list[Record], threshold: float, notes: list[str]) -> Record:
     """The fastest finalist that beats `threshold` with its interval's lower end above 1, else `base`."""
-    def lower(r):
-        lat = r.latency
-        if lat.get("ratio_ci"):
-            return lat["ratio_ci"][0]
-        return lat["ratio"] / (1.0 + max(lat.get("spread", 0.0), (base.latency or {}).get("spread", 0.0)))
-
-    wins = [r for r in timed if r.latency["ratio"] > threshold and lower(r) > 1.0]
+    spread = (base.latency.spread if base.latency else None) or 0.0
+    wins = [r for r in timed if r.latency.ratio > threshold and r.latency.lower(spread) > 1.0]
     if wins:
-        return max(wins, key=lambda r: r.latency["ratio"])
-    best = max(timed, key=lambda r: r.latency["ratio"])
+        return max(wins, key=lambda r: r.latency.ratio)
+    best = max(timed, key=lambda r: r.latency.ratio)
     lat = best.latency
-    ci = lat.get("ratio_ci") or [lower(best), lat["ratio"]]
-    if lat["ratio"] > threshold:
-        notes.append(f"too noisy to tell: after {lat.get('rounds', '?')} interleaved rounds the fastest in budget, "
-                     f"{best.label}, is {lat['ratio']:.2f}x the baseline but its {CONFIDENCE:.0%} interval "
+    ci = lat.ratio_ci or [lat.lower(spread), lat.ratio]
+    rounds = "?" if lat.rounds is None else lat.rounds
+    if lat.ratio > threshold:
+        notes.append(f"too noisy to tell: after {rounds} interleaved rounds the fastest in budget, "
+                     f"{best.label}, is {lat.ratio:.2f}x the baseline but its {CONFIDENCE:.0%} interval "
                      f"[{ci[0]:.2f}, {ci[1]:.2f}] reaches below 1: the baseline is returned")
     else:
         notes.append(f"nothing inside the budget beats the baseline by more than the noise margin "
-                     f"({threshold - 1:.0%}): the fastest, {best.label}, is {lat['ratio']:.2f}x "
-                     f"([{ci[0]:.2f}, {ci[1]:.2f}] over {lat.get('rounds', '?')} rounds); the baseline is returned")
+                     f"({threshold - 1:.0%}): the fastest, {best.label}, is {lat.ratio:.2f}x "
+                     f"([{ci[0]:.2f}, {ci[1]:.2f}] over {rounds} rounds); the baseline is returned")
     return base
 
 
 def _sensitivity_pool(tuner) -> list[Record]:
-    return [r for r in tuner.records.values() if r.status in ("in-budget", "rejected") and r.fingerprint
+    return [r for r in tuner.records.values() if r.status in (Status.IN_BUDGET, Status.REJECTED) and r.fingerprint
             and [s.name for s in r.recipe.steps if s.kind == "quantize"][-1:] == [SENSITIVITY_SCHEME]]
 
 
@@ -172,11 +169,11 @@ def _explain(tuner, chosen: Record) -> None:
             r.reason = "chosen: the fastest in budget" if r is not tuner.baseline else \
                 "chosen: nothing in budget beat it by more than the noise"
             continue
-        if not r.within or r.status == "baseline" and r is tuner.baseline:
+        if not r.within or r.status == Status.BASELINE and r is tuner.baseline:
             continue
         ratio = r.speedup
         if ratio is not None and ratio < 1.0:
-            r.status, r.stage = "rejected", "latency"
+            r.status, r.stage = Status.REJECTED, "latency"
             r.reason = f"in budget but slower than the baseline ({ratio:.2f}x)"
         elif ratio is None:
             r.reason = "in budget; not timed (the time budget ran out)"
@@ -208,11 +205,11 @@ def write_outputs(tuner, result) -> None:
     chosen.recipe.save(out / "recipe.yaml", header=header)
     tuner.emit("stage", "writing the report")
     extras = _extras(tuner, result, model)
-    data = results_dict(tuner, result=result, extras=extras)
-    atomic_write_json(out / "results.json", data)
+    results = make_results(tuner, result=result, extras=extras)
+    atomic_write_json(out / "results.json", results.to_json())
     from hasten.report.html import write_report
 
-    write_report(out / "report.html", data)
+    write_report(out / "report.html", results)
 
 
 def _summary_line(result) -> str:
@@ -221,8 +218,8 @@ def _summary_line(result) -> str:
     tail = f"; {failed}" if failed else ""
     if c is b:
         return "no candidate in the budget beat the baseline: this is the input model" + tail
-    return f"{c.latency['ratio']:.2f}x faster than the baseline ({b.latency['median_ms']:.2f} -> " \
-           f"{c.latency['median_ms']:.2f} ms median)" + tail
+    return f"{c.latency.ratio:.2f}x faster than the baseline ({b.latency.median_ms:.2f} -> " \
+           f"{c.latency.median_ms:.2f} ms median)" + tail
 
 
 def _extras(tuner, result, model) -> dict:
@@ -255,48 +252,37 @@ def _extras(tuner, result, model) -> dict:
 def _noise(tuner) -> dict:
     """How noisy the host was: the baseline's per-round spread in the final measurement and the screens."""
     base = tuner.baseline
-    final = (base.latency or {}).get("noise") if base else None
+    final = base.latency.noise if base and base.latency else None
     screens = [n for n in getattr(tuner, "noise_log", []) if n.get("spread") is not None]
     return {"final": final, "screens_max_spread": max((n["spread"] for n in screens), default=None),
             "screens": [{k: n.get(k) for k in ("screen", "rounds", "spread")} for n in screens]}
 
 
 def results_dict(tuner, result=None, extras=None, partial: bool = False, interrupted: bool = False) -> dict:
-    """Everything the search knows, as JSON: settings, budget, baseline, chosen, every candidate."""
+    """Everything the search knows, as results.json's dict (through `Results`)."""
+    return make_results(tuner, result, extras, partial, interrupted).to_json()
+
+
+def make_results(tuner, result=None, extras=None, partial: bool = False, interrupted: bool = False) -> Results:
+    """Everything the search knows: settings, budget, baseline, chosen, every candidate."""
     records = list(tuner.records.values())
     base = tuner.baseline
-    data = {
-        "hasten_results": 1, "partial": partial, "interrupted": interrupted,
-        "written": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": tuner.context["model"], "input_fingerprint": tuner.context["model_fingerprint"],
-        "calibration_fingerprint": tuner.context["calibration"],
-        "evaluation_fingerprint": tuner.context["evaluation"],
-        "evaluation_items": len(tuner.evaluator.samples), "subset_items": tuner.evaluator.subset_size,
-        "metrics": [m.name for m in tuner.metrics], "budget": tuner.budget.to_dict(),
-        "higher_is_better": {m.name: bool(m.higher_is_better) for m in tuner.metrics},
-        "settings": tuner.settings.to_dict(), "cache": tuner.cache_state,
-        "elapsed_s": round(time.perf_counter() - tuner.t0, 2),
-        "baseline": base.key if base else None,
-        "chosen": result.chosen.key if result else None,
-        "notes": list(tuner.notes), "sensitivity": tuner.sensitivity,
-        "host": dict(getattr(tuner, "host", {})),  # the int8 path and ISA features the result is tuned for
-        "noise": _noise(tuner),
-        "counts": {st: sum(1 for r in records if r.status == st) for st in
-                   ("baseline", "in-budget", "rejected", "failed", "duplicate", "not-tried")},
-        "candidates": [r.to_dict() for r in records],
-    }
+    summary = None
     if result is not None:
         c = result.chosen
-        data["summary"] = {
-            "baseline": base.label, "chosen": c.label, "beat_baseline": c is not base,
-            "baseline_ms": base.latency["median_ms"] if base.latency else None,
-            "chosen_ms": c.latency["median_ms"] if c.latency else None,
-            "speedup": c.latency["ratio"] if c.latency else 1.0,
-            "accuracy": c.accuracy.to_dict() if c.accuracy else None,
-            "baseline_accuracy": base.accuracy.to_dict() if base.accuracy else None,
-            "line": _summary_line(result),
-            "failures": failure_line(result.records),
-        }
-    if extras:
-        data.update(extras)
-    return data
+        summary = Summary(base.label, c.label, c is not base, base.latency.median_ms if base.latency else None,
+                          c.latency.median_ms if c.latency else None, c.latency.ratio if c.latency else 1.0,
+                          c.accuracy, base.accuracy, _summary_line(result), failure_line(result.records))
+    return Results(
+        model=tuner.context["model"], metrics=[m.name for m in tuner.metrics], budget=tuner.budget.to_dict(),
+        candidates=records, baseline=base.key if base else None, chosen=result.chosen.key if result else None,
+        partial=partial, interrupted=interrupted, written=datetime.now(UTC).isoformat(timespec="seconds"),
+        input_fingerprint=tuner.context["model_fingerprint"], calibration_fingerprint=tuner.context["calibration"],
+        evaluation_fingerprint=tuner.context["evaluation"], evaluation_items=len(tuner.evaluator.samples),
+        subset_items=tuner.evaluator.subset_size,
+        higher_is_better={m.name: bool(m.higher_is_better) for m in tuner.metrics},
+        settings=tuner.settings.to_dict(), cache=tuner.cache_state,
+        elapsed_s=round(time.perf_counter() - tuner.t0, 2), notes=list(tuner.notes), sensitivity=tuner.sensitivity,
+        host=dict(getattr(tuner, "host", {})),  # the int8 path and ISA features the result is tuned for
+        noise=_noise(tuner), counts={str(st): sum(1 for r in records if r.status == st) for st in STATUSES},
+        summary=summary, extras=dict(extras or {}))

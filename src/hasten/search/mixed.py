@@ -17,6 +17,7 @@ import logging
 import time
 
 from hasten.recipe import Recipe, Step
+from hasten.search.records import Status
 from hasten.search.space import Candidate
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ DYNAMIC_OPTION = "dynamic_nodes"
 
 def _seed(family):
     """The family member to start from: not failed, closest to the budget."""
-    ok = [r for r in family if r.status in ("rejected", "in-budget") and r.accuracy is not None]
+    ok = [r for r in family if r.status in (Status.REJECTED, Status.IN_BUDGET) and r.accuracy is not None]
     return min(ok, key=lambda r: r.accuracy.excess) if ok else None
 
 
@@ -168,7 +169,7 @@ class MixedPrecision:
             return
         if rec.within:
             self.good = self.k
-        elif rec.status == "failed":
+        elif rec.status == Status.FAILED:
             self.done = True
             self.outcome = f"mixed precision on {self.seed.label} stopped: {rec.label} failed ({rec.reason[:200]})"
         else:

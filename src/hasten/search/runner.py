@@ -16,7 +16,7 @@ from hasten.measure.latency import compile_measured
 from hasten.recipe import Recipe, Step, calibration_subset, run_step, seed_everything
 from hasten.search.cache import atomic_write_json, digest, read_json
 from hasten.search.evaluate import SCREEN_SLACK, CandidateFailure
-from hasten.search.records import Record, model_bytes, summarize_report
+from hasten.search.records import Record, Status, model_bytes, summarize_report
 from hasten.search.space import Candidate, accuracy_recipe, reference_key
 from hasten.search.timing import BASELINE, Timing, time_sessions
 
@@ -75,14 +75,14 @@ class CandidateRunner:
         self.records[cand.key] = rec
         acc_key = self.cache.key(accuracy_recipe(cand.recipe).key())
         state = self.cache.get(acc_key)
-        if state and state.get("status") == "running":
-            rec.status, rec.stage = "failed", "crash"
+        if state and state.get("status") == Status.RUNNING:
+            rec.status, rec.stage = Status.FAILED, "crash"
             rec.reason = ("the process died while this candidate was being evaluated (an earlier run); "
                           "it is not retried: delete OUT/cache to retry it")
             self.cache.put(acc_key, rec.accuracy_state())
             self.emit("candidate", f"failed (earlier crash): {rec.label}", rec)
             return rec
-        if state and state.get("status") in ("in-budget", "rejected", "failed", "duplicate"):
+        if state and state.get("status") in (Status.IN_BUDGET, Status.REJECTED, Status.FAILED, Status.DUPLICATE):
             rec.restore(state)
             if self._rejudge(rec):
                 if rec.fingerprint:
@@ -90,8 +90,8 @@ class CandidateRunner:
                 self.emit("candidate", f"{rec.status} (cached): {rec.label}", rec)
                 return rec
             rec.subset = rec.full = None  # judged on the subset under a stricter budget: evaluate again
-            rec.status, rec.cached = "pending", False
-        self.cache.put(acc_key, {"status": "running", "recipe": cand.recipe.to_dict()})
+            rec.status, rec.cached = Status.PENDING, False
+        self.cache.put(acc_key, {"status": Status.RUNNING, "recipe": cand.recipe.to_dict()})
         t0 = time.perf_counter()
         try:
             self._evaluate(rec)
@@ -111,7 +111,7 @@ class CandidateRunner:
         names kept out of the scheme, else per-tensor instead of per-channel where the error is about axes,
         scales or opsets, else the scheme on the backend's default graph pipeline. Only for build / compile /
         run failures of a quantised candidate, never twice."""
-        if rec.status != "failed" or rec.stage not in ("build", "compile", "run", "nan") or cand.recovery:
+        if rec.status != Status.FAILED or rec.stage not in ("build", "compile", "run", "nan") or cand.recovery:
             return None
         steps = list(cand.recipe.steps)
         qs = [i for i, s in enumerate(steps) if s.kind == "quantize"]
@@ -156,14 +156,14 @@ class CandidateRunner:
             rec.quant_report = summarize_report(report)
             changed = _interface_change(self.model, model)
             if changed:
-                rec.status, rec.stage, rec.reason = "rejected", "interface", changed
+                rec.status, rec.stage, rec.reason = Status.REJECTED, "interface", changed
                 return
             rec.fingerprint = model.fingerprint()
             rec.size_bytes = model_bytes(model)
             dup_key = _dup_key(rec)
             other = self.by_fingerprint.get(dup_key)
             if other is not None and other != rec.key:
-                rec.status, rec.stage = "duplicate", "build"
+                rec.status, rec.stage = Status.DUPLICATE, "build"
                 rec.reason = f"same model as {self.records[other].label}"
                 return
             self.by_fingerprint[dup_key] = rec.key
@@ -174,7 +174,7 @@ class CandidateRunner:
             rec.subset = self.evaluator.evaluate(session, ref, full=False)
             whole = rec.subset.items == len(self.evaluator.samples)  # the subset is every item: no screen
             if not rec.subset.within and not whole:
-                rec.status, rec.stage = "rejected", "subset"
+                rec.status, rec.stage = Status.REJECTED, "subset"
                 rec.reason = "accuracy on the subset screen: " + "; ".join(
                     self.budget.violations(rec.subset.drops, SCREEN_SLACK))
                 self._keep_for_timing(rec, session, model)
@@ -183,28 +183,28 @@ class CandidateRunner:
             rec.full = rec.subset if whole else \
                 self.evaluator.evaluate(session, ref, full=True)
             if rec.full.within:
-                rec.status = "in-budget"
+                rec.status = Status.IN_BUDGET
             else:
-                rec.status, rec.stage = "rejected", "full"
+                rec.status, rec.stage = Status.REJECTED, "full"
                 rec.reason = "accuracy: " + "; ".join(self.budget.violations(rec.full.drops))
             self._keep_for_timing(rec, session, model)
         except CandidateFailure as exc:
-            rec.status, rec.stage, rec.reason = "failed", exc.stage, exc.message
+            rec.status, rec.stage, rec.reason = Status.FAILED, exc.stage, exc.message
         except HastenError as exc:
-            rec.status, rec.stage, rec.reason = "failed", stage, _one_line(exc)
+            rec.status, rec.stage, rec.reason = Status.FAILED, stage, _one_line(exc)
         except Exception as exc:  # a crash inside a pass, a quantiser or a runtime: recorded, search goes on
             logger.debug("candidate %s failed", rec.label, exc_info=True)
-            rec.status, rec.stage, rec.reason = "failed", stage, f"{type(exc).__name__}: {_one_line(exc)}"
+            rec.status, rec.stage, rec.reason = Status.FAILED, stage, f"{type(exc).__name__}: {_one_line(exc)}"
 
     def _rejudge(self, rec: Record) -> bool:
         """Judge cached scores against the current budget; False when they do not suffice (a subset
         rejection that the current, looser budget would let through to the full evaluation)."""
-        if rec.status not in ("in-budget", "rejected") or rec.stage not in ("", "subset", "full"):
+        if rec.status not in (Status.IN_BUDGET, Status.REJECTED) or rec.stage not in ("", "subset", "full"):
             return True
         if rec.full is not None:
             ok = self.budget.excess(rec.full.drops) <= 1.0
             rec.full.within, rec.full.excess = ok, self.budget.excess(rec.full.drops)
-            rec.status, rec.stage = ("in-budget", "") if ok else ("rejected", "full")
+            rec.status, rec.stage = (Status.IN_BUDGET, "") if ok else (Status.REJECTED, "full")
             rec.reason = "" if ok else "accuracy: " + "; ".join(self.budget.violations(rec.full.drops))
             return True
         if rec.subset is not None and self.budget.excess(rec.subset.drops, SCREEN_SLACK) > 1.0:
@@ -229,7 +229,7 @@ class CandidateRunner:
             try:
                 sessions[r.key] = self.session_for(r)
             except Exception as exc:
-                r.status, r.stage, r.reason = "failed", "compile", f"cannot be timed: {_one_line(exc)}"
+                r.status, r.stage, r.reason = Status.FAILED, "compile", f"cannot be timed: {_one_line(exc)}"
         return sessions
 
     def session_for(self, rec: Record):
@@ -250,7 +250,7 @@ class CandidateRunner:
     # -- latency screens -----------------------------------------------------------------------------
     def screen(self, recs: list[Record], label: str) -> None:
         """Time `recs` (those without a screen yet) against the baseline, interleaved, in one call."""
-        todo = [r for r in recs if r.screen is None and r.status not in ("failed", "duplicate", "not-tried")]
+        todo = [r for r in recs if r.screen is None and r.status not in (Status.FAILED, Status.DUPLICATE, Status.NOT_TRIED)]
         if not todo:
             return
         key = digest("screen", self.cache.context_key, sorted(r.key for r in todo), self.settings.screen_seconds)
@@ -271,19 +271,19 @@ class CandidateRunner:
         except Exception as exc:
             for r in todo:
                 if r.key in sessions:
-                    r.status, r.stage, r.reason = "failed", "latency", f"crashed while timed: {_one_line(exc)}"
+                    r.status, r.stage, r.reason = Status.FAILED, "latency", f"crashed while timed: {_one_line(exc)}"
             self._release(todo)
             return
-        if self.baseline.screen.get("median_ms") is None:
+        if self.baseline.screen.median_ms is None:
             self.baseline.screen = results[BASELINE]
         if hasattr(self, "noise_log"):
             self.noise_log.append({"screen": label, **results[BASELINE].get("noise", {})})
         for r in todo:
             if r.key in results:
                 r.screen = results[r.key]
-                if r.screen["ratio"] > 0 and not r.within:
-                    r.screen["potential"] = True  # timed only to decide whether refining it can win
-        atomic_write_json(path, {r.key: r.screen for r in todo if r.screen})
+                if r.screen.ratio > 0 and not r.within:
+                    r.screen.potential = True  # timed only to decide whether refining it can win
+        atomic_write_json(path, {r.key: r.screen.to_json() for r in todo if r.screen})
         self._release(todo)
         self.write_partial()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from hasten.errors import HastenError, SearchError
 from hasten.recipe import Step, normalized
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.records import Record
+from hasten.search.records import Record, Status
 
 #: share of the time budget all distillations together may use
 TRAIN_SHARE = 0.5
@@ -308,10 +308,10 @@ def student_stage(tuner, bases: dict) -> list[Record]:
         try:
             step = students.prepare(option, min(share, left), left)
         except StudentSkipped as exc:
-            _record_untrained(tuner, option, bases, "not-tried", str(exc))
+            _record_untrained(tuner, option, bases, Status.NOT_TRIED, str(exc))
             continue
         except Exception as exc:  # a source that cannot be pruned, a diverging run: recorded, search goes on
-            _record_untrained(tuner, option, bases, "failed", _one_line(exc))
+            _record_untrained(tuner, option, bases, Status.FAILED, _one_line(exc))
             continue
         report = students.reports.get(digest(step.config)) or {}
         note = f"student: {option.note}; distilled {step.config['distill']['steps']} steps"
@@ -325,7 +325,7 @@ def student_stage(tuner, bases: dict) -> list[Record]:
             recs.append(tuner.add(cand))
     tuner.screen([r for r in recs if r.within], "fp32 students")
     for r in recs:
-        if r.status == "rejected":
+        if r.status == Status.REJECTED:
             tuner.notes.append(f"student {r.label} misses the budget in fp32 ({r.reason}); its quantised "
                                "variants were not tried")
     return [r for r in recs if r.within and r.speedup]

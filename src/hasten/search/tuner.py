@@ -37,7 +37,7 @@ from hasten.measure.latency import compile_measured
 from hasten.search.budget import Budget
 from hasten.search.cache import ResultCache, atomic_write_json, digest
 from hasten.search.evaluate import Accuracy, CandidateFailure, Evaluator
-from hasten.search.records import Record, model_bytes
+from hasten.search.records import Record, Screen, Status, model_bytes
 from hasten.search.runner import CandidateRunner, _dup_key, _one_line
 from hasten.search.space import DEFAULT_PIPELINE, Candidate, Space, reference_key
 from hasten.search.timing import Timing
@@ -161,7 +161,7 @@ class Tuner(CandidateRunner):
 
     def emit(self, kind: str, message: str, record: Record | None = None) -> None:
         if self.progress:
-            tried = sum(1 for r in self.records.values() if r.status not in ("not-tried", "pending"))
+            tried = sum(1 for r in self.records.values() if r.status not in (Status.NOT_TRIED, Status.PENDING))
             self.progress(Event(kind, message, tried, self.best(), self.time_left(), record))
 
     def reserve_s(self) -> float:
@@ -227,17 +227,17 @@ class Tuner(CandidateRunner):
                 if self.baseline is None and cand.recipe.backend == self.settings.backends[0]:
                     raise SearchError(f"the input model cannot run on {cand.recipe.backend}: "
                                       f"{exc.message}") from exc
-                rec.status, rec.stage, rec.reason = "failed", exc.stage, exc.message
+                rec.status, rec.stage, rec.reason = Status.FAILED, exc.stage, exc.message
                 continue
             except HastenError as exc:
                 if self.baseline is None and cand.recipe.backend == self.settings.backends[0]:
                     raise SearchError(f"the input model cannot run on {cand.recipe.backend}: "
                                       f"{_one_line(exc)}") from exc
-                rec.status, rec.stage, rec.reason = "failed", "compile", _one_line(exc)
+                rec.status, rec.stage, rec.reason = Status.FAILED, "compile", _one_line(exc)
                 continue
             scores = self.evaluator.baseline_scores(ref)
             rec.full = Accuracy(scores, {m: 0.0 for m in scores}, len(self.evaluator.samples), True, 0.0, 0.0)
-            rec.status, rec.fingerprint = "baseline", self.context["model_fingerprint"]
+            rec.status, rec.fingerprint = Status.BASELINE, self.context["model_fingerprint"]
             rec.size_bytes = model_bytes(self.model)
             if self.baseline is None:
                 self.baseline, self.base_session = rec, session
@@ -248,7 +248,7 @@ class Tuner(CandidateRunner):
             backends.append(cand.recipe.backend)
             self.emit("candidate", f"baseline: {rec.label}", rec)
         self.space.backends = [b for b in self.space.backends if b in backends]
-        self.baseline.screen = {"ratio": 1.0, "median_ms": None}  # the real figures come with the first screen
+        self.baseline.screen = Screen(ratio=1.0)  # the real figures come with the first screen
         for cand in self.space.baselines():
             if cand.origin != "baseline" and cand.recipe.backend in self.space.backends:
                 self.add(cand)
@@ -293,7 +293,7 @@ class Tuner(CandidateRunner):
                     recs.append(self.add(cand))
                 finally:
                     self.time_rejected = False
-        self.screen([r for r in recs if r.status in ("in-budget", "rejected")], "quantised candidates")
+        self.screen([r for r in recs if r.status in (Status.IN_BUDGET, Status.REJECTED)], "quantised candidates")
         grouped: dict[str, list[str]] = {}
         for what, why in self.space.skipped.items():
             grouped.setdefault(why, []).append(what.split(" on ")[0])
@@ -303,7 +303,7 @@ class Tuner(CandidateRunner):
 
     def _stage_refine(self, parents: list[Record]) -> None:
         self.emit("stage", "refining the fastest schemes: options, combinations, mixed precision")
-        live = [p for p in parents if p.status in ("in-budget", "rejected") and p.speedup]
+        live = [p for p in parents if p.status in (Status.IN_BUDGET, Status.REJECTED) and p.speedup]
         live.sort(key=lambda r: -(r.speedup or 0.0))
         families: list[tuple[Record, list[Record]]] = []  # (whole-model scheme, its refined family)
         mixed: set[str] = set()  # the schemes mixed precision was tried on
@@ -414,7 +414,7 @@ class Tuner(CandidateRunner):
         for cand in cands:
             if cand.key not in self.records:
                 self.records[cand.key] = Record(cand.key, cand.recipe, cand.origin, cand.parent, cand.note,
-                                                status="not-tried", reason=reason)
+                                                status=Status.NOT_TRIED, reason=reason)
 
     # -- the end -------------------------------------------------------------------------------------
     def _finish(self, interrupted: bool) -> SearchResult:
@@ -471,13 +471,13 @@ def _lead(family: list[Record]) -> Record | None:
     timed = [r for r in family if r.within and r.speedup]
     if timed:
         return max(timed, key=lambda r: r.speedup)
-    judged = [r for r in family if r.status == "rejected" and r.accuracy is not None]
+    judged = [r for r in family if r.status == Status.REJECTED and r.accuracy is not None]
     return min(judged, key=lambda r: r.accuracy.excess) if judged else None
 
 
 def _better(a: Record, b: Record, margin: float) -> bool:
     """Is `a` a better candidate than `b`: in budget and faster, or (both out) closer to the budget."""
-    if a.status in ("failed", "duplicate", "not-tried"):
+    if a.status in (Status.FAILED, Status.DUPLICATE, Status.NOT_TRIED):
         return False
     if a.within and not b.within:
         return True
