@@ -10,7 +10,8 @@ import pytest
 
 from hasten.api import optimize
 from hasten.errors import DataError, SearchError
-from hasten.search import tuner as tuner_module
+from hasten.search import planner
+from hasten.search.runner import Runner
 
 from .helpers import QUICK, FakeTimer, events_recorder, samples, scheme_speed, wide_mlp
 
@@ -83,13 +84,13 @@ def test_resume_after_interrupt_recomputes_nothing(model, data, tmp_path, monkey
     assert partial["partial"] and partial["interrupted"]
 
     built = []
-    real_build = tuner_module.Tuner.build
+    real_build = Runner.build
 
     def counting_build(self, recipe):
         built.append(recipe.key())
         return real_build(self, recipe)
 
-    monkeypatch.setattr(tuner_module.Tuner, "build", counting_build)
+    monkeypatch.setattr(Runner, "build", counting_build)
     progress = events_recorder()
     result = _run(model, data, out, progress=progress, **settings)
     again = {e.record.key for e in progress.events if e.kind == "candidate" and e.record is not None
@@ -158,7 +159,7 @@ def test_bad_evaluation_data_is_a_clear_error(model, data, tmp_path):
 def test_graph_variants_stop_at_their_share_of_the_budget(model, data, tmp_path, monkeypatch):
     """Graph variants beyond the default pipeline may use only GRAPH_SHARE of the time: at 0 only the default
     pipeline is built, the variants are not tried (and say why), and the schemes still run on it."""
-    monkeypatch.setattr(tuner_module, "GRAPH_SHARE", 0.0)
+    monkeypatch.setattr(planner, "GRAPH_SHARE", 0.0)
     timer = FakeTimer(scheme_speed({"int8-dynamic": 1.5}), noise=0.02, seed=0)
     result = _run(model, data, tmp_path / "out", schemes=("int8-dynamic",), mixed_precision=False,
                   timer=timer, time_budget=600)

@@ -15,36 +15,26 @@ import time
 from datetime import UTC, datetime
 
 from hasten.recipe import Recipe
+from hasten.search import planner
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.records import STATUSES, Record, Status, failure_line
-from hasten.search.results import Results, Summary
-from hasten.search.timing import BASELINE, CONFIDENCE, Timing, time_sessions
-
-#: the scheme per-layer sensitivity exists for (hasten.quantize.sensitivity)
-SENSITIVITY_SCHEME = "int8-static"
-#: candidates whose screen ratio is within this fraction of the best screen also go to the final measurement
-SCREEN_NOISE = 0.15
-MAX_FINALISTS = 6
+from hasten.search.records import STATUSES, Record, failure_line
+from hasten.search.results import Results, SearchResult, Summary
+from hasten.search.timing import BASELINE, Timing, time_sessions
 
 
 def finish(tuner, interrupted: bool = False):
-    from hasten.search.tuner import SearchResult
-
+    """The final measurement, the choice and OUT/'s files. Reads the tuner; changes records only through
+    its runner (`keep`, `update`) and its own methods (`analyse`, `no_sensitivity`); the notes it adds go
+    to the result, not to `tuner.notes`."""
     s = tuner.settings
+    runner = tuner.runner
     base = tuner.baseline
     tuner.emit("stage", "final measurement of the finalists against the baseline")
-    pool = [r for r in tuner.records.values() if r.within and r is not base and r.speedup]
-    pool.sort(key=lambda r: -(r.speedup or 0.0))
-    # the top few by their screens, plus any whose screen is within the screens' noise of the best
-    top = pool[0].speedup if pool else 0.0
-    finalists = [r for i, r in enumerate(pool) if i < s.finalists
-                 or (i < MAX_FINALISTS and (r.speedup or 0.0) >= top * (1 - SCREEN_NOISE))]
+    finalists = planner.finalists(tuner.records.values(), base, s.finalists)
     for r in list(finalists):  # thread settings only change speed: variants share the accuracy
         for recipe in tuner.space.thread_variants(r.recipe):
-            v = _variant(tuner, r, recipe)
-            if v is not None:
-                finalists.append(v)
-    notes = tuner.notes
+            finalists.append(runner.keep(_variant(r, recipe)))
+    notes = list(tuner.notes)
     timing = Timing.final(s.final_seconds)
     ms = max(base.median_ms or 10.0, 0.1)
     left = tuner.time_left() - 8.0
@@ -63,31 +53,29 @@ def finish(tuner, interrupted: bool = False):
         notes.append("the final latency figures are those an earlier run measured on the same finalists "
                      "(delete OUT/cache to measure again)")
     else:
-        sessions = tuner.sessions_for(finalists)
+        sessions = runner.sessions_for(finalists)
         tuner.emit("benchmark", f"timing {len(sessions)} finalist(s) and the baseline, interleaved "
                                 f"({timing.min_seconds:g} s each)")
         # extra rounds may use the budget up to what the outputs and the report's sensitivity need
         deadline = tuner.deadline - 10.0 - _sensitivity_need_s(tuner)
-        results = time_sessions(tuner.base_session, sessions, tuner.feeds, timing, full=True, bench=tuner.bench,
+        results = time_sessions(runner.base_session, sessions, tuner.feeds, timing, full=True, bench=runner.bench,
                                 threshold=threshold, deadline=deadline)
         atomic_write_json(path, results)
     base.latency = results[BASELINE]
     for r in finalists:
         if r.key in results:
             r.latency = results[r.key]
-    chosen = base
-    timed = [r for r in finalists if r.latency]
-    if timed:
-        chosen = _choose(base, timed, threshold, notes)
-    else:
-        notes.append("no candidate other than the baseline fits the budget: the baseline is returned")
+    chosen, why = planner.choose(base, [r for r in finalists if r.latency], threshold)
+    if why:
+        notes.append(why)
     noise = base.latency.noise or {}
     if noise.get("spread") and noise["spread"] > 0.1:
         notes.append(f"the host was noisy: the baseline's median varied by {noise['spread']:.0%} between "
                      f"interleaved rounds (p10..p90); the final measurement took {noise.get('rounds')} rounds "
                      f"({timing.rounds} planned) to resolve the ratios")
     chosen.chosen = True
-    _explain(tuner, chosen)
+    for key, status, stage, reason in planner.explain(tuner.records.values(), chosen, base):
+        runner.update(key, status, stage, reason)
     if tuner.sensitivity is None:
         _sensitivity_for_report(tuner, chosen)
     result = SearchResult(list(tuner.records.values()), base, chosen, tuner.budget, tuner.metrics, s, notes,
@@ -96,30 +84,8 @@ def finish(tuner, interrupted: bool = False):
     return result
 
 
-def _choose(base: Record, timed: list[Record], threshold: float, notes: list[str]) -> Record:
-    """The fastest finalist that beats `threshold` with its interval's lower end above 1, else `base`."""
-    spread = (base.latency.spread if base.latency else None) or 0.0
-    wins = [r for r in timed if r.latency.ratio > threshold and r.latency.lower(spread) > 1.0]
-    if wins:
-        return max(wins, key=lambda r: r.latency.ratio)
-    best = max(timed, key=lambda r: r.latency.ratio)
-    lat = best.latency
-    ci = lat.ratio_ci or [lat.lower(spread), lat.ratio]
-    rounds = "?" if lat.rounds is None else lat.rounds
-    if lat.ratio > threshold:
-        notes.append(f"too noisy to tell: after {rounds} interleaved rounds the fastest in budget, "
-                     f"{best.label}, is {lat.ratio:.2f}x the baseline but its {CONFIDENCE:.0%} interval "
-                     f"[{ci[0]:.2f}, {ci[1]:.2f}] reaches below 1: the baseline is returned")
-    else:
-        notes.append(f"nothing inside the budget beats the baseline by more than the noise margin "
-                     f"({threshold - 1:.0%}): the fastest, {best.label}, is {lat.ratio:.2f}x "
-                     f"([{ci[0]:.2f}, {ci[1]:.2f}] over {rounds} rounds); the baseline is returned")
-    return base
-
-
 def _sensitivity_pool(tuner) -> list[Record]:
-    return [r for r in tuner.records.values() if r.status in (Status.IN_BUDGET, Status.REJECTED) and r.fingerprint
-            and [s.name for s in r.recipe.steps if s.kind == "quantize"][-1:] == [SENSITIVITY_SCHEME]]
+    return [r for r in tuner.records.values() if r.status.judged and r.fingerprint and planner.sensitive(r)]
 
 
 def _sensitivity_need_s(tuner) -> float:
@@ -132,53 +98,25 @@ def _sensitivity_need_s(tuner) -> float:
 
 def _sensitivity_for_report(tuner, chosen: Record) -> None:
     """Per-layer sensitivity for the report when the search did not need it: for the chosen recipe if it
-    quantises, else the fastest quantised candidate that ran; only if the time budget allows."""
-    from hasten.search.mixed import compute_sensitivity
-
+    quantises, else the fastest quantised candidate that ran; only if the time budget allows. Failures here
+    are not the search's business: they are not noted."""
     pool = _sensitivity_pool(tuner)
     pool.sort(key=lambda r: (r is not chosen, -(r.speedup or 0.0)))
-    notes = list(tuner.notes)
     for rec in pool[:2]:
         if not tuner.can_start(max(5.0, rec.build_s) * 3 - tuner.reserve_s()):
-            tuner.sensitivity = {"reason": "the time budget ran out before it could be measured", "rows": []}
+            tuner.no_sensitivity("the time budget ran out before it could be measured")
             return
-        got = compute_sensitivity(tuner, rec.recipe, deadline=tuner.deadline - 5.0)  # 5 s: writing the outputs
-        if got:
+        if tuner.analyse(rec.recipe, deadline=tuner.deadline - 5.0, quiet=True):  # 5 s: writing the outputs
             return
-    tuner.notes[:] = notes  # failures here are not the search's business: keep the notes as they were
-    if tuner.sensitivity is None:
-        tuner.sensitivity = {"reason": "no quantised candidate has a sensitivity analysis (int8-static only)",
-                             "rows": []}
+    tuner.no_sensitivity("no quantised candidate has a sensitivity analysis (int8-static only)")
 
 
-def _variant(tuner, parent: Record, recipe: Recipe) -> Record | None:
-    key = recipe.key()
-    if key in tuner.records:
-        return tuner.records[key]
-    rec = Record(key, recipe, "threads", parent.key, f"{recipe.backend_options.get('threads')} threads")
+def _variant(parent: Record, recipe: Recipe) -> Record:
+    """A thread-count variant of `parent`: the same model, so the same accuracy."""
+    rec = Record(recipe.key(), recipe, "threads", parent.key, f"{recipe.backend_options.get('threads')} threads")
     for f in ("status", "subset", "full", "fingerprint", "size_bytes", "quant_report", "build_s"):
         setattr(rec, f, getattr(parent, f))
-    tuner.records[key] = rec
     return rec
-
-
-def _explain(tuner, chosen: Record) -> None:
-    """Fill in why each kept candidate was not chosen."""
-    for r in tuner.records.values():
-        if r is chosen:
-            r.reason = "chosen: the fastest in budget" if r is not tuner.baseline else \
-                "chosen: nothing in budget beat it by more than the noise"
-            continue
-        if not r.within or r.status == Status.BASELINE and r is tuner.baseline:
-            continue
-        ratio = r.speedup
-        if ratio is not None and ratio < 1.0:
-            r.status, r.stage = Status.REJECTED, "latency"
-            r.reason = f"in budget but slower than the baseline ({ratio:.2f}x)"
-        elif ratio is None:
-            r.reason = "in budget; not timed (the time budget ran out)"
-        else:
-            r.reason = f"in budget; {ratio:.2f}x the baseline, not the fastest"
 
 
 # -- OUT/ --------------------------------------------------------------------------------------------
@@ -187,7 +125,7 @@ def chosen_model(tuner, chosen: Record):
         return tuner.model
     model = tuner.cache.load_model(chosen.recipe.model_key())
     if model is None:
-        model, _ = tuner.build(chosen.recipe)
+        model, _ = tuner.runner.build(chosen.recipe)
     return model
 
 
@@ -229,7 +167,7 @@ def _extras(tuner, result, model) -> dict:
     shapes = {k: tuple(v.shape) for k, v in tuner.feeds[0].items()}
     extras: dict = {"environment": environment(tuner.settings), "shapes": {k: list(v) for k, v in shapes.items()}}
     try:
-        from hasten.inspect import host_floors
+        from hasten.search.floors import host_floors
 
         extras["floor"] = host_floors(tuner.model, shapes)
     except Exception as exc:  # informative only
@@ -253,7 +191,7 @@ def _noise(tuner) -> dict:
     """How noisy the host was: the baseline's per-round spread in the final measurement and the screens."""
     base = tuner.baseline
     final = base.latency.noise if base and base.latency else None
-    screens = [n for n in getattr(tuner, "noise_log", []) if n.get("spread") is not None]
+    screens = [n for n in tuner.runner.noise_log if n.get("spread") is not None]
     return {"final": final, "screens_max_spread": max((n["spread"] for n in screens), default=None),
             "screens": [{k: n.get(k) for k in ("screen", "rounds", "spread")} for n in screens]}
 
@@ -282,7 +220,8 @@ def make_results(tuner, result=None, extras=None, partial: bool = False, interru
         subset_items=tuner.evaluator.subset_size,
         higher_is_better={m.name: bool(m.higher_is_better) for m in tuner.metrics},
         settings=tuner.settings.to_dict(), cache=tuner.cache_state,
-        elapsed_s=round(time.perf_counter() - tuner.t0, 2), notes=list(tuner.notes), sensitivity=tuner.sensitivity,
+        elapsed_s=round(time.perf_counter() - tuner.t0, 2),
+        notes=list(result.notes if result is not None else tuner.notes), sensitivity=tuner.sensitivity,
         host=dict(getattr(tuner, "host", {})),  # the int8 path and ISA features the result is tuned for
         noise=_noise(tuner), counts={str(st): sum(1 for r in records if r.status == st) for st in STATUSES},
         summary=summary, extras=dict(extras or {}))

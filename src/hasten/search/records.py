@@ -81,12 +81,12 @@ class Screen:
     potential: bool = False
 
     def to_json(self) -> dict:
-        """The dict hasten.search.timing makes (fields that are unset are left out, except the two every
-        reader needs: median_ms and ratio)."""
+        """The dict hasten.search.timing makes (unset fields and `potential` when false are left out, except
+        the two every reader needs: median_ms and ratio)."""
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in ("median_ms", "ratio") or (v is not None and v is not False):
+            if f.name in ("median_ms", "ratio") or (v is not None and not (f.name == "potential" and not v)):
                 out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -142,6 +142,7 @@ class Record:
     cached: bool = False  # accuracy came from an earlier run's cache
     recovery: str = ""  # a retry of the failed candidate `parent`: the fix applied
     mixed: str = ""  # a mixed-precision candidate: "float" or "dynamic" (how its kept-out nodes run)
+    change: tuple[str, str] = ()  # a one-option variant: the (option, str(value)) it changed
 
     def __setattr__(self, name, value):  # the typed fields stay typed whoever assigns them
         if name == "status" and not isinstance(value, Status):
@@ -222,12 +223,13 @@ class Record:
             "fingerprint": self.fingerprint, "build_s": round(self.build_s, 3),
             "compile_s": round(self.compile_s, 3), "quantization": self.quant_report,
             "from_cache": self.cached, "recovery": self.recovery, "mixed": self.mixed,
+            "change": list(self.change),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Record:
-        """A record from `to_json`'s dict, also from a results.json written before "accuracy_full" and
-        "mixed" existed (then the full evaluation is "accuracy" when it differs from the subset's)."""
+        """A record from `to_json`'s dict, also from a results.json written before "accuracy_full",
+        "mixed" and "change" existed (then the full evaluation is "accuracy" when it differs from the subset's)."""
         recipe = Recipe.from_dict(d["recipe"], where=f"results.json candidate {d.get('key', '?')}")
         subset = Accuracy.from_dict(d["accuracy_subset"]) if d.get("accuracy_subset") else None
         if "accuracy_full" in d:
@@ -241,7 +243,7 @@ class Record:
                    d.get("fingerprint", ""), int(d.get("size_bytes") or 0), float(d.get("compile_s") or 0.0),
                    float((d.get("memory") or {}).get("rss_added_mb") or 0.0), float(d.get("build_s") or 0.0),
                    d.get("quantization") or {}, bool(d.get("chosen")), bool(d.get("from_cache")),
-                   d.get("recovery", ""), d.get("mixed", ""))
+                   d.get("recovery", ""), d.get("mixed", ""), tuple(d.get("change") or ()))
 
 
 def model_bytes(model) -> int:
