@@ -199,3 +199,17 @@ def test_a_subset_that_is_the_whole_set_is_judged_as_the_full_evaluation(model, 
     rec = next(r for r in result.records if r.origin == "scheme")
     assert rec.status == "rejected" and rec.stage == "full", (rec.stage, rec.reason)
     assert rec.reason.startswith("accuracy: cosine drop"), rec.reason
+
+
+def test_the_tuner_resolves_a_copy_of_the_settings_and_leaves_the_callers_alone(model, data, tmp_path):
+    from hasten.backends import physical_cores
+    from hasten.measure.accuracy import CosineFidelity
+    from hasten.search.budget import Budget
+    from hasten.search.tuner import Settings, Tuner
+
+    calib, ev = data
+    settings = Settings(backends=("onnxruntime",), threads=())
+    tuner = Tuner(model, calib, ev, [CosineFidelity()], Budget.build([CosineFidelity()]), tmp_path / "out", settings)
+    assert settings.threads == () and settings == Settings(backends=("onnxruntime",))  # untouched
+    assert tuner.settings.threads == (physical_cores(),) and tuner.settings is not settings
+    assert tuner.records is tuner.runner.records and not tuner.records  # the runner owns the records

@@ -61,10 +61,7 @@ def finish(tuner, interrupted: bool = False):
         results = time_sessions(runner.base_session, sessions, tuner.feeds, timing, full=True, bench=runner.bench,
                                 threshold=threshold, deadline=deadline)
         atomic_write_json(path, results)
-    base.latency = results[BASELINE]
-    for r in finalists:
-        if r.key in results:
-            r.latency = results[r.key]
+    runner.set_final(results, finalists)
     chosen, why = planner.choose(base, [r for r in finalists if r.latency], threshold)
     if why:
         notes.append(why)
@@ -73,7 +70,7 @@ def finish(tuner, interrupted: bool = False):
         notes.append(f"the host was noisy: the baseline's median varied by {noise['spread']:.0%} between "
                      f"interleaved rounds (p10..p90); the final measurement took {noise.get('rounds')} rounds "
                      f"({timing.rounds} planned) to resolve the ratios")
-    chosen.chosen = True
+    runner.choose(chosen.key)
     for key, status, stage, reason in planner.explain(tuner.records.values(), chosen, base):
         runner.update(key, status, stage, reason)
     if tuner.sensitivity is None:
@@ -135,7 +132,7 @@ def write_outputs(tuner, result) -> None:
     model = chosen_model(tuner, chosen)
     path = model.save(out / "model.onnx")
     data_file = path.with_name(path.name + ".data")
-    chosen.size_bytes = path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0)
+    tuner.runner.choose(chosen.key, path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0))
     header = (f"made by hasten optimize on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
               f"input model {tuner.context['model']} (fingerprint {tuner.context['model_fingerprint']}); "
               f"output fingerprint {model.fingerprint()}\n{_summary_line(result)}\n"

@@ -16,11 +16,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from hasten.errors import HastenError
+from hasten.errors import HastenError, SearchError
 from hasten.measure.latency import compile_measured
 from hasten.recipe import Recipe, Step, calibration_subset, run_step, seed_everything
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.evaluate import SCREEN_SLACK, CandidateFailure
+from hasten.search.evaluate import SCREEN_SLACK, Accuracy, CandidateFailure
 from hasten.search.planner import rejudge
 from hasten.search.records import Record, Screen, Status, model_bytes, summarize_report
 from hasten.search.space import Candidate, accuracy_recipe, reference_key
@@ -85,13 +85,54 @@ class Runner:
         self.baseline, self.base_session = rec, session
         rec.screen = Screen(ratio=1.0)  # the real figures come with the first screen
 
-    def add_baseline(self, rec: Record, session) -> None:
-        """A baseline that compiled: kept with its session (timed by the first screens)."""
-        self.keep(rec)
+    def add_reference(self, cand: Candidate, required: bool, fingerprint: str) -> Record:
+        """Compile the input model for `cand` (a baseline), set its backend's fp32 reference and keep it
+        with its session (timed by the first screens); the first one is the baseline every ratio is
+        against. A failure is recorded, or raises SearchError when `required` (the first backend) or when
+        the metric cannot score the reference itself."""
+        rec = self.keep(Record(cand.key, cand.recipe, "baseline", note=cand.note))
+        ref = reference_key(cand.recipe)
+        try:
+            session, rec.compile_s, rec.rss_added_mb = compile_measured(cand.recipe.backend_instance(), self.model)
+            if not self.evaluator.has_reference(ref):
+                self.evaluator.set_reference(ref, session)
+        except CandidateFailure as exc:
+            if exc.stage == "metric":  # nothing can be judged without scoring the reference
+                raise SearchError(f"the metric cannot score the fp32 model itself on {cand.recipe.backend}: "
+                                  f"{exc.message}; fix the metric or the evaluation data") from exc
+            if required:
+                raise SearchError(f"the input model cannot run on {cand.recipe.backend}: {exc.message}") from exc
+            rec.status, rec.stage, rec.reason = Status.FAILED, exc.stage, exc.message
+            return rec
+        except HastenError as exc:
+            if required:
+                raise SearchError(f"the input model cannot run on {cand.recipe.backend}: "
+                                  f"{_one_line(exc)}") from exc
+            rec.status, rec.stage, rec.reason = Status.FAILED, "compile", _one_line(exc)
+            return rec
+        scores = self.evaluator.baseline_scores(ref)
+        rec.full = Accuracy(scores, {m: 0.0 for m in scores}, len(self.evaluator.samples), True, 0.0, 0.0)
+        rec.status, rec.fingerprint = Status.BASELINE, fingerprint
+        rec.size_bytes = model_bytes(self.model)
         if self.baseline is None:
             self.set_baseline(rec, session)
         self.sessions[rec.key] = session
         self.by_fingerprint[_dup_key(rec)] = rec.key
+        return rec
+
+    def set_final(self, results: dict, finalists) -> None:
+        """The final measurement's figures ({key or BASELINE: latency dict}) on the baseline and finalists."""
+        self.baseline.latency = results[BASELINE]
+        for r in finalists:
+            if r.key in results:
+                r.latency = results[r.key]
+
+    def choose(self, key: str, size_bytes: int | None = None) -> None:
+        """Mark the chosen record (with the size of the file written for it)."""
+        rec = self.records[key]
+        rec.chosen = True
+        if size_bytes is not None:
+            rec.size_bytes = size_bytes
 
     def update(self, key: str, status: Status, stage: str, reason: str) -> None:
         """Set a record's outcome (the final explanation of why each kept one was or was not chosen)."""

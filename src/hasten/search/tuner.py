@@ -35,18 +35,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hasten.errors import HastenError, SearchError
-from hasten.measure.latency import compile_measured
 from hasten.search import planner
 from hasten.search.budget import Budget
 from hasten.search.cache import ResultCache, atomic_write_json, digest
-from hasten.search.evaluate import Accuracy, CandidateFailure, Evaluator
+from hasten.search.evaluate import Evaluator
 from hasten.search.finish import finish, make_results
 from hasten.search.mixed import Sensitivities
-from hasten.search.records import Record, Status, model_bytes
+from hasten.search.records import Record, Status
 from hasten.search.results import SearchResult
-from hasten.search.runner import Runner, _one_line
-from hasten.search.space import DEFAULT_PIPELINE, Candidate, Space, reference_key
+from hasten.search.runner import Runner
+from hasten.search.space import DEFAULT_PIPELINE, Candidate, Space
 from hasten.search.timing import Timing
 from hasten.search.training import student_stage
 
@@ -235,35 +233,10 @@ class Tuner:
         for cand in self.space.baselines():
             if cand.origin != "baseline":
                 continue
-            rec = Record(cand.key, cand.recipe, "baseline", note=cand.note)
-            self.runner.keep(rec)
-            ref = reference_key(cand.recipe)
-            try:
-                session, rec.compile_s, rec.rss_added_mb = compile_measured(cand.recipe.backend_instance(),
-                                                                           self.model)
-                if not self.evaluator.has_reference(ref):
-                    self.evaluator.set_reference(ref, session)
-            except CandidateFailure as exc:
-                if exc.stage == "metric":  # nothing can be judged without scoring the reference
-                    raise SearchError(f"the metric cannot score the fp32 model itself on "
-                                      f"{cand.recipe.backend}: {exc.message}; fix the metric or the "
-                                      f"evaluation data") from exc
-                if self.baseline is None and cand.recipe.backend == self.settings.backends[0]:
-                    raise SearchError(f"the input model cannot run on {cand.recipe.backend}: "
-                                      f"{exc.message}") from exc
-                rec.status, rec.stage, rec.reason = Status.FAILED, exc.stage, exc.message
+            required = self.baseline is None and cand.recipe.backend == self.settings.backends[0]
+            rec = self.runner.add_reference(cand, required, self.context["model_fingerprint"])
+            if rec.status != Status.BASELINE:
                 continue
-            except HastenError as exc:
-                if self.baseline is None and cand.recipe.backend == self.settings.backends[0]:
-                    raise SearchError(f"the input model cannot run on {cand.recipe.backend}: "
-                                      f"{_one_line(exc)}") from exc
-                rec.status, rec.stage, rec.reason = Status.FAILED, "compile", _one_line(exc)
-                continue
-            scores = self.evaluator.baseline_scores(ref)
-            rec.full = Accuracy(scores, {m: 0.0 for m in scores}, len(self.evaluator.samples), True, 0.0, 0.0)
-            rec.status, rec.fingerprint = Status.BASELINE, self.context["model_fingerprint"]
-            rec.size_bytes = model_bytes(self.model)
-            self.runner.add_baseline(rec, session)
             backends.append(cand.recipe.backend)
             self.emit("candidate", f"baseline: {rec.label}", rec)
         self.space.backends = [b for b in self.space.backends if b in backends]
