@@ -75,7 +75,7 @@ class OptimizeResult:
     @property
     def speedup(self) -> float:
         lat = self.chosen.latency
-        return float(lat["ratio"]) if lat else 1.0
+        return float(lat.ratio) if lat else 1.0
 
     @property
     def recipe(self):

@@ -101,9 +101,9 @@ def test_a_backend_from_a_test_file_gets_passes_schemes_and_a_chosen_result(plug
     chosen = result.chosen
     assert chosen is not result.search.baseline
     assert any(s.kind == "quantize" and s.name.startswith("int8") for s in chosen.recipe.steps)
-    assert chosen.latency["ratio"] > 1.5  # int8 weights: a quarter of the bytes of fp32 in the cost model
+    assert chosen.latency.ratio > 1.5  # int8 weights: a quarter of the bytes of fp32 in the cost model
     in_budget = [r for r in records if r.latency and r.full is not None and r.full.within]
-    assert chosen.latency["ratio"] == pytest.approx(max(r.latency["ratio"] for r in in_budget))
+    assert chosen.latency.ratio == pytest.approx(max(r.latency.ratio for r in in_budget))
     out = tmp_path / "out"
     assert (out / "model.onnx").is_file() and (out / "cost.txt").is_file()
     assert json.loads((out / "results.json").read_text())["artefacts"] == ["model.onnx", "cost.txt"]

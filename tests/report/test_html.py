@@ -132,3 +132,17 @@ def test_sensitivity_section_says_why_it_is_empty():
             "sensitivity": {"reason": "the time budget ran out before it could be measured", "rows": []}}
     body = _section(render(data), "sensitivity")
     assert "the time budget ran out" in body and "not needed" not in body
+
+
+def test_results_json_reads_back_through_the_types_it_was_written_with(searched):
+    from hasten.outcome.results import RESULTS_VERSION, Results
+
+    result, out = searched
+    data = json.loads((out / "results.json").read_text())
+    assert data["version"] == RESULTS_VERSION
+    res = Results.from_json(data)
+    assert res.to_json() == data  # one to_json / from_json pair: nothing lost or changed
+    assert res.record(res.chosen).latency.ratio == pytest.approx(result.chosen.latency.ratio)
+    assert [c.status for c in res.candidates] == [r.status for r in result.records]
+    old = {k: v for k, v in data.items() if k != "version"}  # a file from before results.json had a version
+    assert "could not be drawn" not in render(old)

@@ -58,9 +58,9 @@ def test_mixed_precision_is_tried_when_every_whole_model_scheme_misses(tmp_path)
 def test_only_an_as_fast_in_budget_integer_model_ends_mixed_precision():
     """bf16 in budget (ppocr-rec on a BF16 host), or a slow int4-weight in budget, must not stop mixed
     precision for a faster int8-static miss; an in-budget int8 model at least as fast does."""
+    from hasten.outcome.records import Record
     from hasten.recipe import Recipe, Step
-    from hasten.search.records import Record
-    from hasten.search.tuner import _mixing_may_gain
+    from hasten.search.planner import mixing_may_gain as _mixing_may_gain
 
     def rec(scheme: str, status: str, speedup: float) -> Record:
         r = Record(f"{scheme}{speedup}", Recipe(steps=(Step("quantize", scheme, {}),), backend="openvino"),
@@ -81,17 +81,15 @@ def _driver(op_types: dict[str, str]):
     the k = 2 float candidate known to hold and k = 1 to miss."""
     from types import SimpleNamespace
 
+    from hasten.outcome.records import Record
     from hasten.recipe import Recipe, Step
-    from hasten.search.mixed import MixedPrecision
-    from hasten.search.records import Record
-    from hasten.search.space import Space
+    from hasten.search.planner import MixedPrecision
 
     seed = Record("seed", Recipe(steps=(Step("quantize", "int8-static", {}),), backend="onnxruntime"), "scheme",
                   status="rejected")
     seed.full = SimpleNamespace(excess=0.01)
-    tuner = SimpleNamespace(space=Space(["onnxruntime"], [1], 16), notes=[])
-    mp = MixedPrecision(tuner, [seed])
-    mp.ranked, mp.op_types = list(op_types), dict(op_types)
+    mp = MixedPrecision([seed], {"nodes_to_exclude", "dynamic_nodes"})
+    mp.rank(list(op_types), [{"node": n, "op_type": t} for n, t in op_types.items()])
     mp.bad, mp.good = 1, 2
     return mp
 
@@ -118,23 +116,25 @@ def test_mixed_precision_that_ran_out_of_time_on_its_last_step_says_its_space_is
     no MatMul for dynamic int8), so the notes give the outcome, not "stopped early"."""
     from types import SimpleNamespace
 
-    from hasten.search import mixed
-    from hasten.search.records import Record
+    from hasten.outcome.records import Record
+    from hasten.search.mixed import Analysis
+    from hasten.search.space import Space
     from hasten.search.tuner import Tuner
 
     seed = _driver({}).seed
-    monkeypatch.setattr(mixed, "compute_sensitivity", lambda *a, **k: (["conv0", "conv1", "conv2"], {
-        "rows": [{"node": n, "op_type": "Conv"} for n in ("conv0", "conv1", "conv2")]}))
     starts = iter([True, True, False])
 
-    def add(cand):
+    def add(cand, time_rejected=False):
         k = len(cand.recipe.steps[-1].config["nodes_to_exclude"])
-        return Record(f"k{k}", cand.recipe, "mixed", note=cand.note, status="in-budget" if k >= 2 else "rejected")
+        return Record(f"k{k}", cand.recipe, "mixed", note=cand.note, status="in-budget" if k >= 2 else "rejected",
+                      mixed=cand.mixed)
 
-    from hasten.search.space import Space
-
-    tuner = SimpleNamespace(space=Space(["onnxruntime"], [1], 16), notes=[], cost={"candidate": 1.0},
+    rows = [{"node": n, "op_type": "Conv"} for n in ("conv0", "conv1", "conv2")]
+    tuner = SimpleNamespace(space=Space(["onnxruntime"], [1], 16), notes=[],
+                            runner=SimpleNamespace(estimate_s=lambda: 1.0),
                             can_start=lambda *a: next(starts), add=add, screen=lambda *a: None, deadline=1e9,
-                            reserve_s=lambda: 0.0, sensitivity_reserve_s=lambda: 0.0)
+                            reserve_s=lambda: 0.0, sensitivity_reserve_s=lambda: 0.0,
+                            analyse=lambda *a, **k: Analysis(["conv0", "conv1", "conv2"], {"rows": rows}))
+    tuner._rank = lambda mp: Tuner._rank(tuner, mp)
     Tuner._mixed(tuner, [seed])
     assert len(tuner.notes) == 1 and "fits the budget with its 2 most sensitive node(s) of 3" in tuner.notes[0]

@@ -83,10 +83,10 @@ def test_noisy_search_returns_the_faster_model_and_reports_the_noise(data, tmp_p
                       time_budget=600, timer=timer, **{**QUICK, "finalists": 1})
     chosen = result.chosen
     assert chosen.recipe.steps and chosen.recipe.steps[-1].name == "int8-dynamic", result.search.notes
-    assert chosen.latency["rounds"] > 8 and chosen.latency["ratio_ci"][0] > 1.0  # resolved by extra rounds
+    assert chosen.latency.rounds > 8 and chosen.latency.ratio_ci[0] > 1.0  # resolved by extra rounds
     data_json = json.loads(result.results_path.read_text())
     final = data_json["noise"]["final"]
-    assert final["rounds"] == chosen.latency["rounds"] and final["spread"] > 0.2
+    assert final["rounds"] == chosen.latency.rounds and final["spread"] > 0.2
     assert any("the host was noisy" in n for n in data_json["notes"])
     html = result.report_path.read_text()
     assert "Host noise: the baseline&#x27;s median varied by" in html

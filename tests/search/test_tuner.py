@@ -10,7 +10,8 @@ import pytest
 
 from hasten.api import optimize
 from hasten.errors import DataError, SearchError
-from hasten.search import tuner as tuner_module
+from hasten.search import planner
+from hasten.search.runner import Runner
 
 from .helpers import QUICK, FakeTimer, events_recorder, samples, scheme_speed, wide_mlp
 
@@ -43,13 +44,13 @@ def test_picks_the_fastest_in_budget_not_the_first(model, data, tmp_path):
     assert quantised[0].recipe.steps[0].name == "fp16" and quantised[0].full.within  # found first, in budget
     chosen = result.chosen
     assert chosen.recipe.steps and chosen.recipe.steps[-1].name == "int8-dynamic"
-    assert chosen.latency["ratio"] > 1.2 and chosen.latency["ratio_ci"][0] > 1.0, chosen.latency
+    assert chosen.latency.ratio > 1.2 and chosen.latency.ratio_ci[0] > 1.0, chosen.latency
     timed = [r for r in result.records if r.latency]
-    assert chosen.latency["ratio"] == max(r.latency["ratio"] for r in timed)
+    assert chosen.latency.ratio == max(r.latency.ratio for r in timed)
     assert all(r.accuracy.drops["cosine"] <= 0.01 for r in in_budget)
     data_json = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data_json["chosen"] == chosen.key and data_json["summary"]["beat_baseline"]
-    assert data_json["summary"]["speedup"] == pytest.approx(chosen.latency["ratio"])
+    assert data_json["summary"]["speedup"] == pytest.approx(chosen.latency.ratio)
 
 
 def test_never_returns_a_slower_model(model, data, tmp_path):
@@ -83,13 +84,13 @@ def test_resume_after_interrupt_recomputes_nothing(model, data, tmp_path, monkey
     assert partial["partial"] and partial["interrupted"]
 
     built = []
-    real_build = tuner_module.Tuner.build
+    real_build = Runner.build
 
     def counting_build(self, recipe):
         built.append(recipe.key())
         return real_build(self, recipe)
 
-    monkeypatch.setattr(tuner_module.Tuner, "build", counting_build)
+    monkeypatch.setattr(Runner, "build", counting_build)
     progress = events_recorder()
     result = _run(model, data, out, progress=progress, **settings)
     again = {e.record.key for e in progress.events if e.kind == "candidate" and e.record is not None
@@ -158,7 +159,7 @@ def test_bad_evaluation_data_is_a_clear_error(model, data, tmp_path):
 def test_graph_variants_stop_at_their_share_of_the_budget(model, data, tmp_path, monkeypatch):
     """Graph variants beyond the default pipeline may use only GRAPH_SHARE of the time: at 0 only the default
     pipeline is built, the variants are not tried (and say why), and the schemes still run on it."""
-    monkeypatch.setattr(tuner_module, "GRAPH_SHARE", 0.0)
+    monkeypatch.setattr(planner, "GRAPH_SHARE", 0.0)
     timer = FakeTimer(scheme_speed({"int8-dynamic": 1.5}), noise=0.02, seed=0)
     result = _run(model, data, tmp_path / "out", schemes=("int8-dynamic",), mixed_precision=False,
                   timer=timer, time_budget=600)
@@ -198,3 +199,17 @@ def test_a_subset_that_is_the_whole_set_is_judged_as_the_full_evaluation(model, 
     rec = next(r for r in result.records if r.origin == "scheme")
     assert rec.status == "rejected" and rec.stage == "full", (rec.stage, rec.reason)
     assert rec.reason.startswith("accuracy: cosine drop"), rec.reason
+
+
+def test_the_tuner_resolves_a_copy_of_the_settings_and_leaves_the_callers_alone(model, data, tmp_path):
+    from hasten.backends import physical_cores
+    from hasten.measure.accuracy import CosineFidelity
+    from hasten.search.budget import Budget
+    from hasten.search.tuner import Settings, Tuner
+
+    calib, ev = data
+    settings = Settings(backends=("onnxruntime",), threads=())
+    tuner = Tuner(model, calib, ev, [CosineFidelity()], Budget.build([CosineFidelity()]), tmp_path / "out", settings)
+    assert settings.threads == () and settings == Settings(backends=("onnxruntime",))  # untouched
+    assert tuner.settings.threads == (physical_cores(),) and tuner.settings is not settings
+    assert tuner.records is tuner.runner.records and not tuner.records  # the runner owns the records

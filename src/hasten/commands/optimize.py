@@ -110,11 +110,11 @@ def print_summary(console, data, result, elapsed: float) -> None:
         table.add_column(f"{m}\nmean / worst", justify="right")
     rows = [("baseline", base)] + ([("chosen", chosen)] if chosen is not base else [])
     for name, r in rows:
-        lat = r.latency or {}
+        lat = r.latency  # a hasten.outcome.records.Latency, or None
         acc = r.accuracy
         cells = [f"{acc.scores[m].mean:.4f} / {acc.scores[m].worst:.4f}" if acc and m in acc.scores else "-"
                  for m in metrics]
-        table.add_row(name, _ms(lat.get("median_ms")), _ms(lat.get("p90_ms")), f"{lat.get('ratio', 1.0):.2f}x",
+        table.add_row(name, _ms(lat and lat.median_ms), _ms(lat and lat.p90_ms), f"{(lat and lat.ratio) or 1.0:.2f}x",
                       *cells)
     floor = data.get("floor") or {}
     for dtype in ("fp32", "int8"):
@@ -127,7 +127,7 @@ def print_summary(console, data, result, elapsed: float) -> None:
         console.print(f"chosen:   {esc(chosen.label)}")
         if chosen.accuracy:
             change = ", ".join(f"{m} {0.0 - chosen.accuracy.drops[m] + 0.0:+.4f}" for m in metrics)
-            console.print(f"speed-up {chosen.latency['ratio']:.2f}x, accuracy change {change} (absolute, against "
+            console.print(f"speed-up {chosen.latency.ratio:.2f}x, accuracy change {change} (absolute, against "
                           "fp32 on the same backend)")
     if floor.get("fp32_ms"):
         console.print("floor = max(FLOPs / peak, bytes / bandwidth) with this host's measured peaks; "

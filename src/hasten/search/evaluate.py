@@ -11,12 +11,12 @@ subset result only screens out candidates far outside the budget (drop > `SCREEN
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from hasten.errors import DataError, MetricError, SearchError
 from hasten.measure.accuracy import Metric, Score
+from hasten.outcome.records import Accuracy  # noqa: F401  (re-exported: the search judges with it)
 from hasten.search.budget import Budget
 
 #: a subset drop above this multiple of the limit rejects a candidate without the full evaluation
@@ -29,31 +29,6 @@ class CandidateFailure(Exception):
     def __init__(self, stage: str, message: str):
         super().__init__(message)
         self.stage, self.message = stage, message
-
-
-@dataclass
-class Accuracy:
-    """Scores, drops against the same backend's fp32 baseline, and whether they fit the budget."""
-
-    scores: dict[str, Score]
-    drops: dict[str, float]
-    items: int
-    within: bool
-    excess: float  # max(drop / limit); <= 1 within budget
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return {"items": self.items, "within_budget": self.within, "excess": self.excess,
-                "seconds": round(self.seconds, 3),
-                "metrics": {n: {"mean": s.mean, "worst": s.worst, "drop": self.drops[n]}
-                            for n, s in self.scores.items()}}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Accuracy:
-        metrics = d["metrics"]
-        return cls({n: Score(v["mean"], v["worst"]) for n, v in metrics.items()},
-                   {n: v["drop"] for n, v in metrics.items()}, d["items"], d["within_budget"], d["excess"],
-                   d.get("seconds", 0.0))
 
 
 def check_samples(model, samples, what: str = "evaluation") -> None:

@@ -14,36 +14,28 @@ import dataclasses
 import time
 from datetime import UTC, datetime
 
+from hasten.outcome.records import STATUSES, Record, failure_line
+from hasten.outcome.results import Results, Summary
 from hasten.recipe import Recipe
+from hasten.search import planner
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.records import Record, failure_line
-from hasten.search.timing import BASELINE, CONFIDENCE, Timing, time_sessions
-
-#: the scheme per-layer sensitivity exists for (hasten.quantize.sensitivity)
-SENSITIVITY_SCHEME = "int8-static"
-#: candidates whose screen ratio is within this fraction of the best screen also go to the final measurement
-SCREEN_NOISE = 0.15
-MAX_FINALISTS = 6
+from hasten.search.results import SearchResult
+from hasten.search.timing import BASELINE, Timing, time_sessions
 
 
 def finish(tuner, interrupted: bool = False):
-    from hasten.search.tuner import SearchResult
-
+    """The final measurement, the choice and OUT/'s files. Reads the tuner; changes records only through
+    its runner (`keep`, `update`) and its own methods (`analyse`, `no_sensitivity`); the notes it adds go
+    to the result, not to `tuner.notes`."""
     s = tuner.settings
+    runner = tuner.runner
     base = tuner.baseline
     tuner.emit("stage", "final measurement of the finalists against the baseline")
-    pool = [r for r in tuner.records.values() if r.within and r is not base and r.speedup]
-    pool.sort(key=lambda r: -(r.speedup or 0.0))
-    # the top few by their screens, plus any whose screen is within the screens' noise of the best
-    top = pool[0].speedup if pool else 0.0
-    finalists = [r for i, r in enumerate(pool) if i < s.finalists
-                 or (i < MAX_FINALISTS and (r.speedup or 0.0) >= top * (1 - SCREEN_NOISE))]
+    finalists = planner.finalists(tuner.records.values(), base, s.finalists)
     for r in list(finalists):  # thread settings only change speed: variants share the accuracy
         for recipe in tuner.space.thread_variants(r.recipe):
-            v = _variant(tuner, r, recipe)
-            if v is not None:
-                finalists.append(v)
-    notes = tuner.notes
+            finalists.append(runner.keep(_variant(r, recipe)))
+    notes = list(tuner.notes)
     timing = Timing.final(s.final_seconds)
     ms = max(base.median_ms or 10.0, 0.1)
     left = tuner.time_left() - 8.0
@@ -62,31 +54,26 @@ def finish(tuner, interrupted: bool = False):
         notes.append("the final latency figures are those an earlier run measured on the same finalists "
                      "(delete OUT/cache to measure again)")
     else:
-        sessions = tuner.sessions_for(finalists)
+        sessions = runner.sessions_for(finalists)
         tuner.emit("benchmark", f"timing {len(sessions)} finalist(s) and the baseline, interleaved "
                                 f"({timing.min_seconds:g} s each)")
         # extra rounds may use the budget up to what the outputs and the report's sensitivity need
         deadline = tuner.deadline - 10.0 - _sensitivity_need_s(tuner)
-        results = time_sessions(tuner.base_session, sessions, tuner.feeds, timing, full=True, bench=tuner.bench,
+        results = time_sessions(runner.base_session, sessions, tuner.feeds, timing, full=True, bench=runner.bench,
                                 threshold=threshold, deadline=deadline)
         atomic_write_json(path, results)
-    base.latency = results[BASELINE]
-    for r in finalists:
-        if r.key in results:
-            r.latency = results[r.key]
-    chosen = base
-    timed = [r for r in finalists if r.latency]
-    if timed:
-        chosen = _choose(base, timed, threshold, notes)
-    else:
-        notes.append("no candidate other than the baseline fits the budget: the baseline is returned")
-    noise = base.latency.get("noise") or {}
+    runner.set_final(results, finalists)
+    chosen, why = planner.choose(base, [r for r in finalists if r.latency], threshold)
+    if why:
+        notes.append(why)
+    noise = base.latency.noise or {}
     if noise.get("spread") and noise["spread"] > 0.1:
         notes.append(f"the host was noisy: the baseline's median varied by {noise['spread']:.0%} between "
                      f"interleaved rounds (p10..p90); the final measurement took {noise.get('rounds')} rounds "
                      f"({timing.rounds} planned) to resolve the ratios")
-    chosen.chosen = True
-    _explain(tuner, chosen)
+    runner.choose(chosen.key)
+    for key, status, stage, reason in planner.explain(tuner.records.values(), chosen, base):
+        runner.update(key, status, stage, reason)
     if tuner.sensitivity is None:
         _sensitivity_for_report(tuner, chosen)
     result = SearchResult(list(tuner.records.values()), base, chosen, tuner.budget, tuner.metrics, s, notes,
@@ -95,34 +82,8 @@ def finish(tuner, interrupted: bool = False):
     return result
 
 
-def _choose(base: Record, timed: list[Record], threshold: float, notes: list[str]) -> Record:
-    """The fastest finalist that beats `threshold` with its interval's lower end above 1, else `base`."""
-    def lower(r):
-        lat = r.latency
-        if lat.get("ratio_ci"):
-            return lat["ratio_ci"][0]
-        return lat["ratio"] / (1.0 + max(lat.get("spread", 0.0), (base.latency or {}).get("spread", 0.0)))
-
-    wins = [r for r in timed if r.latency["ratio"] > threshold and lower(r) > 1.0]
-    if wins:
-        return max(wins, key=lambda r: r.latency["ratio"])
-    best = max(timed, key=lambda r: r.latency["ratio"])
-    lat = best.latency
-    ci = lat.get("ratio_ci") or [lower(best), lat["ratio"]]
-    if lat["ratio"] > threshold:
-        notes.append(f"too noisy to tell: after {lat.get('rounds', '?')} interleaved rounds the fastest in budget, "
-                     f"{best.label}, is {lat['ratio']:.2f}x the baseline but its {CONFIDENCE:.0%} interval "
-                     f"[{ci[0]:.2f}, {ci[1]:.2f}] reaches below 1: the baseline is returned")
-    else:
-        notes.append(f"nothing inside the budget beats the baseline by more than the noise margin "
-                     f"({threshold - 1:.0%}): the fastest, {best.label}, is {lat['ratio']:.2f}x "
-                     f"([{ci[0]:.2f}, {ci[1]:.2f}] over {lat.get('rounds', '?')} rounds); the baseline is returned")
-    return base
-
-
 def _sensitivity_pool(tuner) -> list[Record]:
-    return [r for r in tuner.records.values() if r.status in ("in-budget", "rejected") and r.fingerprint
-            and [s.name for s in r.recipe.steps if s.kind == "quantize"][-1:] == [SENSITIVITY_SCHEME]]
+    return [r for r in tuner.records.values() if r.status.judged and r.fingerprint and planner.sensitive(r)]
 
 
 def _sensitivity_need_s(tuner) -> float:
@@ -135,53 +96,25 @@ def _sensitivity_need_s(tuner) -> float:
 
 def _sensitivity_for_report(tuner, chosen: Record) -> None:
     """Per-layer sensitivity for the report when the search did not need it: for the chosen recipe if it
-    quantises, else the fastest quantised candidate that ran; only if the time budget allows."""
-    from hasten.search.mixed import compute_sensitivity
-
+    quantises, else the fastest quantised candidate that ran; only if the time budget allows. Failures here
+    are not the search's business: they are not noted."""
     pool = _sensitivity_pool(tuner)
     pool.sort(key=lambda r: (r is not chosen, -(r.speedup or 0.0)))
-    notes = list(tuner.notes)
     for rec in pool[:2]:
         if not tuner.can_start(max(5.0, rec.build_s) * 3 - tuner.reserve_s()):
-            tuner.sensitivity = {"reason": "the time budget ran out before it could be measured", "rows": []}
+            tuner.no_sensitivity("the time budget ran out before it could be measured")
             return
-        got = compute_sensitivity(tuner, rec.recipe, deadline=tuner.deadline - 5.0)  # 5 s: writing the outputs
-        if got:
+        if tuner.analyse(rec.recipe, deadline=tuner.deadline - 5.0, quiet=True):  # 5 s: writing the outputs
             return
-    tuner.notes[:] = notes  # failures here are not the search's business: keep the notes as they were
-    if tuner.sensitivity is None:
-        tuner.sensitivity = {"reason": "no quantised candidate has a sensitivity analysis (int8-static only)",
-                             "rows": []}
+    tuner.no_sensitivity("no quantised candidate has a sensitivity analysis (int8-static only)")
 
 
-def _variant(tuner, parent: Record, recipe: Recipe) -> Record | None:
-    key = recipe.key()
-    if key in tuner.records:
-        return tuner.records[key]
-    rec = Record(key, recipe, "threads", parent.key, f"{recipe.backend_options.get('threads')} threads")
+def _variant(parent: Record, recipe: Recipe) -> Record:
+    """A thread-count variant of `parent`: the same model, so the same accuracy."""
+    rec = Record(recipe.key(), recipe, "threads", parent.key, f"{recipe.backend_options.get('threads')} threads")
     for f in ("status", "subset", "full", "fingerprint", "size_bytes", "quant_report", "build_s"):
         setattr(rec, f, getattr(parent, f))
-    tuner.records[key] = rec
     return rec
-
-
-def _explain(tuner, chosen: Record) -> None:
-    """Fill in why each kept candidate was not chosen."""
-    for r in tuner.records.values():
-        if r is chosen:
-            r.reason = "chosen: the fastest in budget" if r is not tuner.baseline else \
-                "chosen: nothing in budget beat it by more than the noise"
-            continue
-        if not r.within or r.status == "baseline" and r is tuner.baseline:
-            continue
-        ratio = r.speedup
-        if ratio is not None and ratio < 1.0:
-            r.status, r.stage = "rejected", "latency"
-            r.reason = f"in budget but slower than the baseline ({ratio:.2f}x)"
-        elif ratio is None:
-            r.reason = "in budget; not timed (the time budget ran out)"
-        else:
-            r.reason = f"in budget; {ratio:.2f}x the baseline, not the fastest"
 
 
 # -- OUT/ --------------------------------------------------------------------------------------------
@@ -190,7 +123,7 @@ def chosen_model(tuner, chosen: Record):
         return tuner.model
     model = tuner.cache.load_model(chosen.recipe.model_key())
     if model is None:
-        model, _ = tuner.build(chosen.recipe)
+        model, _ = tuner.runner.build(chosen.recipe)
     return model
 
 
@@ -201,7 +134,7 @@ def write_outputs(tuner, result) -> None:
     path = model.save(out / "model.onnx")
     artefacts = [str(p.relative_to(out)) for p in chosen.recipe.backend_instance().write_artefacts(model, out)]
     data_file = path.with_name(path.name + ".data")
-    chosen.size_bytes = path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0)
+    tuner.runner.choose(chosen.key, path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0))
     header = (f"made by hasten optimize on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
               f"input model {tuner.context['model']} (fingerprint {tuner.context['model_fingerprint']}); "
               f"output fingerprint {model.fingerprint()}\n{_summary_line(result)}\n"
@@ -209,11 +142,11 @@ def write_outputs(tuner, result) -> None:
     chosen.recipe.save(out / "recipe.yaml", header=header)
     tuner.emit("stage", "writing the report")
     extras = {**_extras(tuner, result, model), "artefacts": ["model.onnx", *artefacts]}
-    data = results_dict(tuner, result=result, extras=extras)
-    atomic_write_json(out / "results.json", data)
+    results = make_results(tuner, result=result, extras=extras)
+    atomic_write_json(out / "results.json", results.to_json())
     from hasten.report.html import write_report
 
-    write_report(out / "report.html", data)
+    write_report(out / "report.html", results)
 
 
 def _summary_line(result) -> str:
@@ -222,8 +155,8 @@ def _summary_line(result) -> str:
     tail = f"; {failed}" if failed else ""
     if c is b:
         return "no candidate in the budget beat the baseline: this is the input model" + tail
-    return f"{c.latency['ratio']:.2f}x faster than the baseline ({b.latency['median_ms']:.2f} -> " \
-           f"{c.latency['median_ms']:.2f} ms median)" + tail
+    return f"{c.latency.ratio:.2f}x faster than the baseline ({b.latency.median_ms:.2f} -> " \
+           f"{c.latency.median_ms:.2f} ms median)" + tail
 
 
 def _extras(tuner, result, model) -> dict:
@@ -233,7 +166,7 @@ def _extras(tuner, result, model) -> dict:
     shapes = {k: tuple(v.shape) for k, v in tuner.feeds[0].items()}
     extras: dict = {"environment": environment(tuner.settings), "shapes": {k: list(v) for k, v in shapes.items()}}
     try:
-        from hasten.inspect import host_floors
+        from hasten.search.floors import host_floors
 
         extras["floor"] = host_floors(tuner.model, shapes)
     except Exception as exc:  # informative only
@@ -256,48 +189,38 @@ def _extras(tuner, result, model) -> dict:
 def _noise(tuner) -> dict:
     """How noisy the host was: the baseline's per-round spread in the final measurement and the screens."""
     base = tuner.baseline
-    final = (base.latency or {}).get("noise") if base else None
-    screens = [n for n in getattr(tuner, "noise_log", []) if n.get("spread") is not None]
+    final = base.latency.noise if base and base.latency else None
+    screens = [n for n in tuner.runner.noise_log if n.get("spread") is not None]
     return {"final": final, "screens_max_spread": max((n["spread"] for n in screens), default=None),
             "screens": [{k: n.get(k) for k in ("screen", "rounds", "spread")} for n in screens]}
 
 
 def results_dict(tuner, result=None, extras=None, partial: bool = False, interrupted: bool = False) -> dict:
-    """Everything the search knows, as JSON: settings, budget, baseline, chosen, every candidate."""
+    """Everything the search knows, as results.json's dict (through `Results`)."""
+    return make_results(tuner, result, extras, partial, interrupted).to_json()
+
+
+def make_results(tuner, result=None, extras=None, partial: bool = False, interrupted: bool = False) -> Results:
+    """Everything the search knows: settings, budget, baseline, chosen, every candidate."""
     records = list(tuner.records.values())
     base = tuner.baseline
-    data = {
-        "hasten_results": 1, "partial": partial, "interrupted": interrupted,
-        "written": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": tuner.context["model"], "input_fingerprint": tuner.context["model_fingerprint"],
-        "calibration_fingerprint": tuner.context["calibration"],
-        "evaluation_fingerprint": tuner.context["evaluation"],
-        "evaluation_items": len(tuner.evaluator.samples), "subset_items": tuner.evaluator.subset_size,
-        "metrics": [m.name for m in tuner.metrics], "budget": tuner.budget.to_dict(),
-        "higher_is_better": {m.name: bool(m.higher_is_better) for m in tuner.metrics},
-        "settings": tuner.settings.to_dict(), "cache": tuner.cache_state,
-        "elapsed_s": round(time.perf_counter() - tuner.t0, 2),
-        "baseline": base.key if base else None,
-        "chosen": result.chosen.key if result else None,
-        "notes": list(tuner.notes), "sensitivity": tuner.sensitivity,
-        "host": dict(getattr(tuner, "host", {})),  # the int8 path and ISA features the result is tuned for
-        "noise": _noise(tuner),
-        "counts": {st: sum(1 for r in records if r.status == st) for st in
-                   ("baseline", "in-budget", "rejected", "failed", "duplicate", "not-tried")},
-        "candidates": [r.to_dict() for r in records],
-    }
+    summary = None
     if result is not None:
         c = result.chosen
-        data["summary"] = {
-            "baseline": base.label, "chosen": c.label, "beat_baseline": c is not base,
-            "baseline_ms": base.latency["median_ms"] if base.latency else None,
-            "chosen_ms": c.latency["median_ms"] if c.latency else None,
-            "speedup": c.latency["ratio"] if c.latency else 1.0,
-            "accuracy": c.accuracy.to_dict() if c.accuracy else None,
-            "baseline_accuracy": base.accuracy.to_dict() if base.accuracy else None,
-            "line": _summary_line(result),
-            "failures": failure_line(result.records),
-        }
-    if extras:
-        data.update(extras)
-    return data
+        summary = Summary(base.label, c.label, c is not base, base.latency.median_ms if base.latency else None,
+                          c.latency.median_ms if c.latency else None, c.latency.ratio if c.latency else 1.0,
+                          c.accuracy, base.accuracy, _summary_line(result), failure_line(result.records))
+    return Results(
+        model=tuner.context["model"], metrics=[m.name for m in tuner.metrics], budget=tuner.budget.to_dict(),
+        candidates=records, baseline=base.key if base else None, chosen=result.chosen.key if result else None,
+        partial=partial, interrupted=interrupted, written=datetime.now(UTC).isoformat(timespec="seconds"),
+        input_fingerprint=tuner.context["model_fingerprint"], calibration_fingerprint=tuner.context["calibration"],
+        evaluation_fingerprint=tuner.context["evaluation"], evaluation_items=len(tuner.evaluator.samples),
+        subset_items=tuner.evaluator.subset_size,
+        higher_is_better={m.name: bool(m.higher_is_better) for m in tuner.metrics},
+        settings=tuner.settings.to_dict(), cache=tuner.cache_state,
+        elapsed_s=round(time.perf_counter() - tuner.t0, 2),
+        notes=list(result.notes if result is not None else tuner.notes), sensitivity=tuner.sensitivity,
+        host=dict(getattr(tuner, "host", {})),  # the int8 path and ISA features the result is tuned for
+        noise=_noise(tuner), counts={str(st): sum(1 for r in records if r.status == st) for st in STATUSES},
+        summary=summary, extras=dict(extras or {}))

@@ -50,6 +50,8 @@ class Candidate:
     parent: str | None = None
     note: str = ""
     recovery: str = ""  # a retry of a failed candidate: the fix applied (search/runner.py)
+    mixed: str = ""  # a mixed-precision candidate: how its kept-out nodes run, "float" or "dynamic"
+    change: tuple[str, str] = ()  # a one-option variant: (option, str(value)) it changed from its parent
 
     @property
     def key(self) -> str:
@@ -275,7 +277,7 @@ class Space:
         out = []
         for where, option, value in self.option_values(parent.recipe, speed_only):
             out.append(Candidate(self.with_option(parent.recipe, where, option, value), "option",
-                                 parent=parent.key, note=f"{option}={value}"))
+                                 parent=parent.key, note=f"{option}={value}", change=(option, str(value))))
         return out
 
     def combined(self, parent: Candidate, choices: list[tuple[str, str, object]]) -> Candidate | None:

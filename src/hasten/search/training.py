@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hasten.errors import HastenError, SearchError
+from hasten.outcome.records import Record, Status
 from hasten.recipe import Step, normalized
 from hasten.search.cache import atomic_write_json, digest, read_json
-from hasten.search.records import Record
 from hasten.source import is_function_spec, load_input, torch_spec  # noqa: F401  (moved to hasten.source)
 
 #: share of the time budget all distillations together may use
@@ -241,46 +241,46 @@ def _g(value) -> str:
 
 
 # -- the tuner's stage -----------------------------------------------------------------------------------
-def make_students(tuner, source):
-    """A Students for the tuner when --allow-training is on (SearchError without a torch source), else None."""
-    if not tuner.settings.allow_training:
+def make_students(settings, source, cache_dir, context: dict, calib, emit):
+    """A Students for the search when `settings.allow_training` (SearchError without a torch source), else
+    None. context: the search's (model and calibration fingerprints); emit(kind, message): progress."""
+    if not settings.allow_training:
         return None
     if source is None:
         raise SearchError("--allow-training trains students from the torch model; give zoo:minilm, zoo:digits "
                           "or package.module:function (an .onnx file has no torch module)")
-    return Students(source, tuner.cache.dir, tuner.context["model_fingerprint"], tuner.calib, tuner.settings,
-                    tuner.emit, tuner.context["calibration"])
+    return Students(source, cache_dir, context["model_fingerprint"], calib, settings, emit, context["calibration"])
 
 
-def student_stage(tuner, bases: dict) -> list[Record]:
+def student_stage(tuner, bases: dict) -> tuple[list[Record], list[str]]:
     """Train each student (or load it), evaluate its fp32 export on every backend's graph base against the
-    input model's references; returns the in-budget, timed ones (the scheme stage's extra bases)."""
+    input model's references; returns the in-budget, timed ones (the scheme stage's extra bases) and the
+    lines for the search's notes."""
     from hasten.search.runner import _one_line
 
     students = tuner.students
+    notes: list[str] = []
     if students is None or not bases:
-        return []
+        return [], notes
     tuner.emit("stage", "students: pruned and distilled copies of the torch model (--allow-training)")
     try:
         options = students.options()
     except HastenError as exc:
-        tuner.notes.append(f"no student candidates: {_one_line(exc)}")
-        return []
+        return [], [f"no student candidates: {_one_line(exc)}"]
     if not options:
-        tuner.notes.append(f"no student candidates: {students.spec} has neither BERT-style encoder layers nor "
-                           "conv channels to prune")
-        return []
+        return [], [f"no student candidates: {students.spec} has neither BERT-style encoder layers nor "
+                    "conv channels to prune"]
     share = TRAIN_SHARE * tuner.settings.time_budget_s / len(options)
     recs: list[Record] = []
     for option in options:
-        left = tuner.time_left() - tuner.reserve_s() - len(bases) * (tuner.cost["candidate"] or 5.0)
+        left = tuner.time_left() - tuner.reserve_s() - len(bases) * tuner.runner.estimate_s()
         try:
             step = students.prepare(option, min(share, left), left)
         except StudentSkipped as exc:
-            _record_untrained(tuner, option, bases, "not-tried", str(exc))
+            _record_untrained(tuner, option, bases, Status.NOT_TRIED, str(exc))
             continue
         except Exception as exc:  # a source that cannot be pruned, a diverging run: recorded, search goes on
-            _record_untrained(tuner, option, bases, "failed", _one_line(exc))
+            _record_untrained(tuner, option, bases, Status.FAILED, _one_line(exc))
             continue
         report = students.reports.get(digest(step.config)) or {}
         note = f"student: {option.note}; distilled {step.config['distill']['steps']} steps"
@@ -289,24 +289,22 @@ def student_stage(tuner, bases: dict) -> list[Record]:
         for base in bases.values():
             cand = tuner.space.student_candidate(step, base.recipe, note)
             if not tuner.can_start():
-                tuner._not_tried([cand])
+                tuner.not_tried([cand])
                 continue
             recs.append(tuner.add(cand))
     tuner.screen([r for r in recs if r.within], "fp32 students")
     for r in recs:
-        if r.status == "rejected":
-            tuner.notes.append(f"student {r.label} misses the budget in fp32 ({r.reason}); its quantised "
-                               "variants were not tried")
-    return [r for r in recs if r.within and r.speedup]
+        if r.status == Status.REJECTED:
+            notes.append(f"student {r.label} misses the budget in fp32 ({r.reason}); its quantised "
+                         "variants were not tried")
+    return [r for r in recs if r.within and r.speedup], notes
 
 
-def _record_untrained(tuner, option: StudentOption, bases: dict, status: str, why: str) -> None:
+def _record_untrained(tuner, option: StudentOption, bases: dict, status: Status, why: str) -> None:
     """Records (one per backend) for a student that was not trained, with why."""
     students = tuner.students
     step = students.step_for(option, students.train_steps or option.max_steps)
     for base in bases.values():
         cand = tuner.space.student_candidate(step, base.recipe, f"student: {option.note}")
-        if cand.key not in tuner.records:
-            tuner.records[cand.key] = Record(cand.key, cand.recipe, cand.origin, cand.parent, cand.note,
-                                             status=status, stage="train", reason=f"not trained: {why}")
+        tuner.runner.mark([cand], status, f"not trained: {why}", stage="train")
     tuner.emit("train", f"student ({option.note}) not trained: {why}")
