@@ -90,7 +90,10 @@ def _driver(op_types: dict[str, str]):
     seed.full = SimpleNamespace(excess=0.01)
     mp = MixedPrecision([seed], {"nodes_to_exclude", "dynamic_nodes"})
     mp.rank(list(op_types), [{"node": n, "op_type": t} for n, t in op_types.items()])
-    mp.bad, mp.good = 1, 2
+    if mp.search is not None:
+        mp.search.record(False)  # k = 1 misses
+        mp.search.next()
+        mp.search.record(True)  # k = 2 holds
     return mp
 
 

@@ -181,7 +181,7 @@ def test_mixed_precision_tries_the_matmuls_in_dynamic_int8_without_moving_the_bi
     assert [r.mixed for r in tried] == ["float", "float", "dynamic"]
     config = tried[-1].recipe.steps[-1].config
     assert config["dynamic_nodes"] == ["fc0"] and config["nodes_to_exclude"] == ["conv1"]
-    assert mp.good == 2 and "its 2 most sensitive node(s) of 3" in mp.outcome
+    assert mp.search.good == 2 and "its 2 most sensitive node(s) of 3" in mp.outcome
 
 
 def test_mixed_precision_says_when_its_space_is_exhausted_or_it_cannot_start():

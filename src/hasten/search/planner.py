@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hasten.outcome.records import Accuracy, Record, Status
+from hasten.quantize.mixed_precision import KSearch
 from hasten.recipe import Step
 from hasten.search.evaluate import SCREEN_SLACK
 from hasten.search.space import Candidate
@@ -169,8 +170,7 @@ class MixedPrecision:
         self.seed = mixing_seed(family)
         self.ranked: list[str] = []
         self.op_types: dict[str, str] = {}  # node -> op type, from the sensitivity rows
-        self.bad, self.good = 0, None  # largest k known to miss, smallest k known to hold
-        self.k = 1
+        self.search: KSearch | None = None  # the k-search, once the ranking is known
         self.dynamic_tried = False
         self.done = self.seed is None
         self.outcome = ""  # one line for the notes when done: how the space ended
@@ -192,6 +192,8 @@ class MixedPrecision:
             return
         self.ranked = list(ranked)
         self.op_types = {r["node"]: r["op_type"] for r in rows}
+        # k = 0 is the whole-model scheme, which missed: the gallop starts at 1
+        self.search = KSearch(len(self.ranked), start=1, bad=0)
 
     def estimate_s(self) -> float:
         """Rough cost of the sensitivity analysis: one quantisation and a short run per node."""
@@ -225,40 +227,32 @@ class MixedPrecision:
     def next(self) -> Candidate | None:
         if self.done or not self.ranked:
             return None
-        n = len(self.ranked)
-        if self.good is None:
-            if self.k >= n:  # keeping every node out is the input model: the most is all but one
-                if self.bad < n - 1:
-                    self.k = n - 1
-                else:
-                    self.done = True
-                    self.outcome = (f"mixed precision: {self.seed.label} misses the budget even with {n - 1} of "
-                                    f"its {n} nodes kept in float: its space is exhausted")
-                    return None
-            return self._candidate(self.k, FLOAT_OPTION)
-        if self.good - self.bad > 1:
-            self.k = (self.good + self.bad) // 2
-            return self._candidate(self.k, FLOAT_OPTION)
-        if self.has_dynamic and not self.dynamic_tried and self._matmuls(self.ranked[:self.good]):
+        n, search = len(self.ranked), self.search
+        k = search.next()
+        if k is not None:
+            return self._candidate(k, FLOAT_OPTION)
+        if search.exhausted:
+            self.done = True
+            self.outcome = (f"mixed precision: {self.seed.label} misses the budget even with {n - 1} of "
+                            f"its {n} nodes kept in float: its space is exhausted")
+            return None
+        good = search.good
+        if self.has_dynamic and not self.dynamic_tried and self._matmuls(self.ranked[:good]):
             self.dynamic_tried = True
-            self.k = self.good
-            return self._candidate(self.good, DYNAMIC_OPTION)
+            return self._candidate(good, DYNAMIC_OPTION)
         self.done = True
-        self.outcome = (f"mixed precision: {self.seed.label} fits the budget with its {self.good} most sensitive "
+        self.outcome = (f"mixed precision: {self.seed.label} fits the budget with its {good} most sensitive "
                         f"node(s) of {n} kept out of int8 (the fewest that do)")
         return None
 
     def feedback(self, rec: Record) -> None:
         if rec.origin != "mixed" or rec.mixed != "float":  # the dynamic variant does not move the bisection
             return
-        if rec.within:
-            self.good = self.k
-        elif rec.status == Status.FAILED:
+        if rec.status == Status.FAILED and not rec.within:
             self.done = True
             self.outcome = f"mixed precision on {self.seed.label} stopped: {rec.label} failed ({rec.reason[:200]})"
         else:
-            self.bad = self.k
-            self.k = self.k * 2
+            self.search.record(bool(rec.within))
 
 
 # -- the end ------------------------------------------------------------------------------------------
