@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hasten.errors import MetricError
 from hasten.measure.accuracy import SQNR_CAP_DB, Metric, Score, get_metric
 
 
@@ -99,8 +100,17 @@ class Evaluator:
         return labels if labels is None or n is None else labels[:n]
 
     def scores(self, candidate: np.ndarray, reference: np.ndarray, n: int | None = None) -> dict[str, Score]:
-        """Each metric's score of `candidate` against `reference` (both the metrics' output, first n items)."""
-        return {m.name: m.score(candidate, reference, self.labels(n)) for m in self.metrics}
+        """Each metric's score of `candidate` against `reference` (both the metrics' output, first n items).
+        A metric that raises anything but MetricError raises MetricError naming it."""
+        out = {}
+        for m in self.metrics:
+            try:
+                out[m.name] = m.score(candidate, reference, self.labels(n))
+            except MetricError:
+                raise
+            except Exception as exc:
+                raise MetricError(f"metric {m.name} raised {type(exc).__name__}: {exc}") from exc
+        return out
 
     def reference_output(self, n: int | None = None) -> np.ndarray:
         ref = self.first(self._reference())

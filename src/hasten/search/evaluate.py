@@ -15,7 +15,9 @@ import time
 import numpy as np
 
 from hasten.errors import DataError, MetricError, SearchError
+from hasten.fileio import atomic_path
 from hasten.measure.accuracy import Metric, Score
+from hasten.measure.evaluator import Evaluator as Judge
 from hasten.outcome.records import Accuracy  # noqa: F401  (re-exported: the search judges with it)
 from hasten.search.budget import Budget
 
@@ -49,7 +51,9 @@ def output_of(outputs: dict[str, np.ndarray], name: str | None) -> np.ndarray:
 
 
 class Evaluator:
-    """Scores candidates of one model on one evaluation set with a list of metrics and a budget."""
+    """Scores candidates of one model on one evaluation set with a list of metrics and a budget: the
+    subset-then-full layer of the search over `hasten.measure.evaluator.Evaluator` (one per reference
+    backend), which does the scoring; failures become CandidateFailure."""
 
     def __init__(self, model, samples, metrics: list[Metric], budget: Budget, subset_size: int = 64,
                  store=None):
@@ -62,9 +66,8 @@ class Evaluator:
         need = max([m.k + 1 for m in metrics if hasattr(m, "k")] + [2])
         self.subset_size = n if subset_size >= n or subset_size < need else subset_size
         self.store = store  # callable(name) -> path for .npy reference outputs (resume), or None
-        self._refs: dict[str, np.ndarray] = {}
+        self._judges: dict[str, Judge] = {}
         self._last: tuple[int, np.ndarray] | None = None  # (id of session, its subset outputs)
-        self._base: dict[tuple[str, int], dict[str, Score]] = {}
         self.rows = 1  # output rows per item: outputs are concatenated on axis 0, which need not be the batch
 
     # -- references ----------------------------------------------------------------------------------
@@ -96,11 +99,14 @@ class Evaluator:
                 raise SearchError(f"the fp32 model produces NaN/inf on the evaluation samples "
                                   f"({self.samples.name}) on {backend_key}; check the data")
             if path is not None:
-                _save_npy(path, ref)
+                with atomic_path(path) as tmp:
+                    np.save(tmp, ref, allow_pickle=False)
         self._set_rows(ref)
-        self._refs[backend_key] = ref
+        judge = Judge(self.samples, self.metrics)
+        judge.set_reference({"output": ref})
+        self._judges[backend_key] = judge
         for n in {self.subset_size, len(self.samples)}:
-            self._base[(backend_key, n)] = self._score(ref[:self.rows * n], ref[:self.rows * n], n)
+            _guarded(judge.baseline, n)
         return time.perf_counter() - t0
 
     def _set_rows(self, ref: np.ndarray) -> None:
@@ -113,25 +119,10 @@ class Evaluator:
             self.rows = len(ref) // n
 
     def has_reference(self, backend_key: str) -> bool:
-        return backend_key in self._refs
+        return backend_key in self._judges
 
     def baseline_scores(self, backend_key: str) -> dict[str, Score]:
-        return self._base[(backend_key, len(self.samples))]
-
-    def _labels(self, n: int):
-        labels = self.samples.labels
-        return None if labels is None else labels[:n]
-
-    def _score(self, cand: np.ndarray, ref: np.ndarray, n: int) -> dict[str, Score]:
-        out = {}
-        for m in self.metrics:
-            try:
-                out[m.name] = m.score(cand, ref, self._labels(n))
-            except MetricError as exc:
-                raise CandidateFailure("metric", str(exc)) from exc
-            except Exception as exc:
-                raise CandidateFailure("metric", f"metric {m.name} raised {type(exc).__name__}: {exc}") from exc
-        return out
+        return self._judges[backend_key].baseline()
 
     # -- candidates ----------------------------------------------------------------------------------
     def evaluate(self, session, backend_key: str, full: bool) -> Accuracy:
@@ -149,30 +140,24 @@ class Evaluator:
             rows = n if len(cand) == self.rows * n else len(cand)
             bad = int((~np.isfinite(cand.reshape(rows, -1))).any(axis=1).sum())
             raise CandidateFailure("nan", f"produces NaN/inf outputs on {bad} of {n} evaluation items")
-        ref = self._refs[backend_key][:self.rows * n]
+        judge = self._judges[backend_key]
+        ref = judge.reference_output(n)
         if cand.shape != ref.shape:
             raise CandidateFailure("run", f"output shape {cand.shape} differs from the fp32 model's {ref.shape}")
-        scores = self._score(cand, ref, n)
-        for name, s in scores.items():
+        judged = _guarded(judge.judge, cand, n)
+        for name, s in judged.scores.items():
             if not (np.isfinite(s.mean) and np.isfinite(s.worst)):
                 raise CandidateFailure("metric", f"metric {name} returned a non-finite score ({s.mean})")
-        drops = self.budget.drops(self.metrics, self._base[(backend_key, n)], scores)
+        drops = judged.drops
         slack = 1.0 if n == len(self.samples) else SCREEN_SLACK
         excess = self.budget.excess(drops)
-        return Accuracy(scores, drops, n, self.budget.excess(drops, slack) <= 1.0, excess,
+        return Accuracy(judged.scores, drops, n, self.budget.excess(drops, slack) <= 1.0, excess,
                         time.perf_counter() - t0)
 
 
-def _save_npy(path, array: np.ndarray) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    os.close(fd)
+def _guarded(fn, *args):
+    """`fn(*args)`, with a metric's error (MetricError, naming the metric) as CandidateFailure("metric")."""
     try:
-        np.save(tmp, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        return fn(*args)
+    except MetricError as exc:
+        raise CandidateFailure("metric", str(exc)) from exc
