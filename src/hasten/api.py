@@ -182,9 +182,6 @@ def optimize(model, calib=None, eval=None, metric=None, max_drop=None, *, target
     out = Path(out) if out is not None else Path("out") / model_name
     tuner = Tuner(loaded, calib, eval, metrics, budget, out, opts, progress=progress, resume=resume, force=force,
                   model_name=name or model_name, source=source, timer=timer)
-    if calib is not None and tuner.context["calibration"] == tuner.context["evaluation"]:
-        tuner.notes.append("the calibration and evaluation samples are the same data: accuracy figures are "
-                           "optimistic (BENCHMARKING.md asks for disjoint sets)")
     return OptimizeResult(tuner.run(), out)
 
 

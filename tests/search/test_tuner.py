@@ -213,3 +213,11 @@ def test_the_tuner_resolves_a_copy_of_the_settings_and_leaves_the_callers_alone(
     assert settings.threads == () and settings == Settings(backends=("onnxruntime",))  # untouched
     assert tuner.settings.threads == (physical_cores(),) and tuner.settings is not settings
     assert tuner.records is tuner.runner.records and not tuner.records  # the runner owns the records
+
+
+def test_the_same_calibration_and_evaluation_data_is_noted(model, data, tmp_path):
+    calib, _ = data
+    result = optimize(model, calib, calib, out=tmp_path / "out", backends="onnxruntime", metric="cosine",
+                      schemes=("int8-dynamic",), passes=(), mixed_precision=False, time_budget=60,
+                      timer=FakeTimer(scheme_speed({})), **QUICK)
+    assert any("the same data" in n for n in result.search.notes)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from hasten.errors import HastenError, SearchError
 from hasten.measure.latency import compile_measured
 from hasten.outcome.records import Accuracy, Record, Screen, Status, model_bytes, summarize_report
-from hasten.recipe import Recipe, Step, calibration_subset, run_step, seed_everything
+from hasten.recipe import Recipe, Step, run_step, run_steps
 from hasten.search.cache import atomic_write_json, digest, read_json
 from hasten.search.evaluate import SCREEN_SLACK, CandidateFailure
 from hasten.search.planner import rejudge
@@ -143,7 +143,6 @@ class Runner:
     def build(self, recipe: Recipe):
         """The model `recipe`'s steps make (re-using the longest prefix built before); (model, report)."""
         steps = recipe.steps
-        calib = calibration_subset(recipe, self.calib)
         start, model, report = 0, self.model, {}
         for i in range(len(steps), 0, -1):
             key = digest([s.to_dict() for s in steps[:i]], recipe.calibration_items, recipe.seed)
@@ -155,12 +154,8 @@ class Runner:
             cached = self.cache.load_model(recipe.model_key())
             if cached is not None:
                 return cached, {}
-        seed_everything(recipe.seed)
-        for i in range(start, len(steps)):
-            if steps[i].kind == "compress" and self.students is not None:
-                model, rep = self.students.model(steps[i]), {}  # trained once, cached (search/training.py)
-            else:
-                model, rep = run_step(steps[i], model, calib)
+        for i, built, rep in run_steps(recipe, model, self.calib, start, self._run_step):
+            model = built
             if steps[i].kind == "quantize":
                 report = rep
             key = digest([s.to_dict() for s in steps[:i + 1]], recipe.calibration_items, recipe.seed)
@@ -168,6 +163,11 @@ class Runner:
             while len(self.models) > 4:
                 self.models.popitem(last=False)
         return model, report
+
+    def _run_step(self, step, model, calib):
+        if step.kind == "compress" and self.students is not None:
+            return self.students.model(step), {}  # trained once, cached (search/training.py)
+        return run_step(step, model, calib)
 
     # -- one candidate -------------------------------------------------------------------------------
     def add(self, cand: Candidate, time_rejected: bool = False) -> Record:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hasten.backends import installed_backends
+from hasten.configs import config_dict
 from hasten.outcome.records import Record, Status
 from hasten.search import planner
 from hasten.search.budget import Budget
@@ -74,7 +75,7 @@ class Settings:
     train_steps: int | None = None  # distillation steps per student (None: what the time budget affords)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return config_dict(self)
 
 
 @dataclass
@@ -128,6 +129,9 @@ class Tuner:
         self.feeds = list(evaluation.take(min(len(evaluation), settings.feeds)).feeds(1))
         self.held_s = 0.0  # time held back for mixed precision while a missing scheme's options are tried
         self.notes: list[str] = []
+        if calib is not None and self.context["calibration"] == self.context["evaluation"]:
+            self.notes.append("the calibration and evaluation samples are the same data: accuracy figures are "
+                              "optimistic (BENCHMARKING.md asks for disjoint sets)")
         self.sensitivity: dict | None = None
         self.students = make_students(settings, source, self.cache.dir, self.context, calib, self.emit)
         self.runner = Runner(model, calib, self.cache, self.evaluator, budget, self.space, self.feeds,
