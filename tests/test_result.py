@@ -19,6 +19,8 @@ from modelkit import make_mlp
 import hasten
 from hasten.errors import ResultError
 from hasten.model import Model
+from hasten.outcome.records import Record
+from hasten.outcome.results import Results, Summary
 from hasten.recipe import Recipe, Step, apply, normalized
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -31,15 +33,13 @@ def write_out(out: Path, threads: int = 1) -> tuple[Model, Recipe]:
     built = apply(recipe, model)
     built.save(out / "model.onnx")
     recipe.save(out / "recipe.yaml", header=f"made by hasten optimize (test)\noutput fingerprint {built.fingerprint()}")
-    results = {"hasten_results": 1, "partial": False, "interrupted": False, "chosen": "k-chosen",
-               "baseline": "k-base",
-               "candidates": [
-                   {"key": "k-base", "label": "fp32", "status": "baseline", "fingerprint": model.fingerprint(),
-                    "recipe": Recipe((), "onnxruntime", {"threads": threads}).to_dict()},
-                   {"key": "k-chosen", "label": recipe.label(), "status": "in-budget", "chosen": True,
-                    "fingerprint": built.fingerprint(), "recipe": recipe.to_dict()}],
-               "summary": {"chosen": recipe.label(), "speedup": 1.5}}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    base = Record("k-base", Recipe((), "onnxruntime", {"threads": threads}), "baseline", status="baseline",
+                  fingerprint=model.fingerprint())
+    chosen = Record("k-chosen", recipe, "scheme", status="in-budget", fingerprint=built.fingerprint(), chosen=True)
+    summary = Summary("k-base", "k-chosen", True, 2.0, 1.33, 1.5, None, None, recipe.label(), "")
+    results = Results(model="mlp", metrics=["cosine"], candidates=[base, chosen], baseline="k-base",
+                      chosen="k-chosen", summary=summary)  # written through the types finish uses
+    (out / "results.json").write_text(json.dumps(results.to_json(), indent=2))
     return built, recipe
 
 
@@ -48,7 +48,7 @@ def test_load_result_gives_the_chosen_model_its_recipe_and_a_session(tmp_path):
     result = hasten.load_result(tmp_path)
     assert result.model.fingerprint() == built.fingerprint()
     assert result.recipe == recipe and result.recipe.steps[0].name == "int8-dynamic"
-    assert result.results["summary"]["speedup"] == 1.5 and result.chosen["label"] == recipe.label()
+    assert result.results.summary.speedup == 1.5 and result.chosen.label == recipe.label()
     assert result.session.describe()["threads"] == 1  # compiled with the recipe's options
     x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
     want = hasten.get_backend("onnxruntime", threads=1).compile(built).run({"x": x})["y"]

@@ -3,7 +3,7 @@ from the folder it wrote, without the search (nothing here imports `hasten.searc
 
     result = hasten.load_result("out/minilm")
     outputs = result.session.run(feeds)          # compiled on the recipe's backend, with its options
-    result.model, result.recipe, result.results  # Model, Recipe, results.json as a dict
+    result.model, result.recipe, result.results  # Model, Recipe, results.json (hasten.outcome.results.Results)
 
 OUT must hold the three files the search writes last: `model.onnx`, `recipe.yaml` and `results.json`.
 A folder without them, with a partial `results.json` (the search did not finish), or whose files disagree
@@ -20,6 +20,8 @@ from pathlib import Path
 
 from hasten.errors import HastenError, ResultError
 from hasten.model import Model, load_onnx
+from hasten.outcome.records import Record
+from hasten.outcome.results import Results
 from hasten.recipe import Recipe
 
 FILES = ("model.onnx", "recipe.yaml", "results.json")
@@ -34,11 +36,11 @@ class LoadedResult:
     model: Model
     recipe: Recipe
     session: object = field(repr=False)  # hasten.backends.base.Session
-    results: dict = field(repr=False)
+    results: Results = field(repr=False)
 
     @property
-    def chosen(self) -> dict:
-        """The chosen candidate's entry in results.json (label, accuracy, latency, ...)."""
+    def chosen(self) -> Record:
+        """The chosen candidate's record in results.json (label, accuracy, latency, ...)."""
         return _chosen_entry(self.results, self.path / "results.json")
 
     def run(self, feeds: dict) -> dict:
@@ -63,20 +65,20 @@ def load_result(out: str | os.PathLike, threads: int | None = None) -> LoadedRes
     except HastenError as exc:
         raise ResultError(f"{path / 'recipe.yaml'}: {exc}") from exc
     chosen = _chosen_entry(results, path / "results.json")
-    if chosen.get("recipe") is not None and Recipe.from_dict(chosen["recipe"]).to_dict() != recipe.to_dict():
-        raise ResultError(f"{path}: recipe.yaml is not the chosen candidate of results.json ({chosen.get('label')}); "
+    if chosen.recipe.to_dict() != recipe.to_dict():
+        raise ResultError(f"{path}: recipe.yaml is not the chosen candidate of results.json ({chosen.label}); "
                           "the files come from two runs: run hasten optimize again")
     model = load_onnx(path / "model.onnx")
     # a candidate's fingerprint is its built model's; a recipe without steps saves the input model, whose
     # file may differ from the input's fingerprint (Model.save adds the opset imports it lacks)
-    if recipe.steps and chosen.get("fingerprint") and model.fingerprint() != chosen["fingerprint"]:
+    if recipe.steps and chosen.fingerprint and model.fingerprint() != chosen.fingerprint:
         raise ResultError(f"{path / 'model.onnx'}: fingerprint {model.fingerprint()}, but results.json chose "
-                          f"{chosen['fingerprint']}; the files come from two runs: run hasten optimize again")
+                          f"{chosen.fingerprint}; the files come from two runs: run hasten optimize again")
     session = recipe.backend_instance(threads).compile(model)
     return LoadedResult(path, model, recipe, session, results)
 
 
-def _read_results(file: Path) -> dict:
+def _read_results(file: Path) -> Results:
     try:
         results = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -86,12 +88,17 @@ def _read_results(file: Path) -> dict:
     if results.get("partial"):
         raise ResultError(f"{file}: partial results (the search did not finish); run hasten optimize again "
                           "(--resume reuses what it measured)")
-    return results
+    try:
+        return Results.from_json(results)
+    except HastenError as exc:
+        raise ResultError(f"{file}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultError(f"{file}: not a results.json this hasten reads ({type(exc).__name__}: {exc})") from exc
 
 
-def _chosen_entry(results: dict, file: Path) -> dict:
-    key = results.get("chosen")
-    for entry in results.get("candidates") or []:
-        if isinstance(entry, dict) and entry.get("key") == key:
-            return entry
-    raise ResultError(f"{file}: names no chosen candidate (chosen: {key!r}); run hasten optimize again")
+def _chosen_entry(results: Results, file: Path) -> Record:
+    chosen = results.record(results.chosen)
+    if chosen is None:
+        raise ResultError(f"{file}: names no chosen candidate (chosen: {results.chosen!r}); run hasten optimize "
+                          "again")
+    return chosen
