@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from hasten.input_shapes import split_shapes
 from hasten.measure.cost import estimate_cost
 from hasten.measure.cost_report import CostReport, CostRow
+from hasten.measure.floors import FLOOR_DTYPES  # the dtypes each target's floor is stated for
 from hasten.measure.shapes import infer_shapes
 from hasten.measure.targets import (
     PUBLISHED,
@@ -31,8 +32,6 @@ from hasten.measure.targets import (
 from hasten.model import Model
 from hasten.source import load
 
-#: The dtypes each target's floor is stated for; "int8" means linear layers int8, the rest fp32.
-FLOOR_DTYPES = ("fp32", "bf16", "int8")
 TOP_NODES = 10
 
 
@@ -250,20 +249,13 @@ def inspect_model(model, shapes: Mapping[str, object] | None = None,
 
 
 def host_floors(model, shapes: Mapping[str, object] | None = None) -> dict | None:
-    """This host's floors in ms for `bench`: {"fp32_ms", "bf16_ms" (when measured), "int8_ms" (linear
-    layers int8, the rest fp32), "flops", "floor_bytes", "formulas"}; None when the model cannot be costed
-    or the host not measured (the bench still runs)."""
+    """This host's floors for `bench` (hasten.measure.floors.host_floors) of `model`, a Model or a path;
+    None when it cannot be loaded or costed, or the host not measured (the bench still runs)."""
+    from hasten.measure import floors
+
     try:
         if not isinstance(model, Model):
             model = load(model)
-        overrides, input_shapes = split_shapes(model, shapes)
-        cost = estimate_cost(infer_shapes(model, overrides, input_shapes), infer=False)
-        host = host_target()
     except Exception:  # informative only: a bench must not fail for want of a floor
         return None
-    out: dict = {"flops": cost.total_flops, "floor_bytes": cost.floor_bytes, "formulas": {}}
-    for entry in _floors(cost, host):
-        if entry.floor is not None:
-            out[f"{entry.dtype}_ms"] = entry.floor.seconds * 1e3
-            out["formulas"][entry.dtype] = entry.floor.formula()
-    return out if "fp32_ms" in out else None
+    return floors.host_floors(model, shapes)

@@ -166,7 +166,7 @@ def _extras(tuner, result, model) -> dict:
     shapes = {k: tuple(v.shape) for k, v in tuner.feeds[0].items()}
     extras: dict = {"environment": environment(tuner.settings), "shapes": {k: list(v) for k, v in shapes.items()}}
     try:
-        from hasten.search.floors import host_floors
+        from hasten.measure.floors import host_floors
 
         extras["floor"] = host_floors(tuner.model, shapes)
     except Exception as exc:  # informative only

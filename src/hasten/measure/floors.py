@@ -1,7 +1,7 @@
 """This host's roofline floors for the report: the fastest a model could run here at each dtype.
 
-The same figures `hasten inspect` shows for the host (hasten.inspect.host_floors), computed from the
-measure layer directly so the search does not import the inspect command's module.
+One function for the search's report (search/finish.py) and `hasten bench` (hasten.inspect.host_floors,
+which loads a model given by path first).
 """
 
 from __future__ import annotations
