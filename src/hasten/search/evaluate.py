@@ -101,22 +101,15 @@ class Evaluator:
             if path is not None:
                 with atomic_path(path) as tmp:
                     np.save(tmp, ref, allow_pickle=False)
-        self._set_rows(ref)
         judge = Judge(self.samples, self.metrics)
         judge.set_reference({"output": ref})
+        self.rows = judge.rows  # rows per item, as the evaluator derives them from the reference
+        if len(ref) % len(self.samples):  # items give different row counts: no slicing, the subset is all
+            self.subset_size = len(self.samples)
         self._judges[backend_key] = judge
         for n in {self.subset_size, len(self.samples)}:
             _guarded(judge.baseline, n)
         return time.perf_counter() - t0
-
-    def _set_rows(self, ref: np.ndarray) -> None:
-        """Rows per item of the output: 1 where axis 0 is the batch; T for a (T, batch, C) sequence output
-        (a CTC reader). Where items give different row counts the subset is the whole set (no slicing)."""
-        n = len(self.samples)
-        if len(ref) % n:
-            self.subset_size = n
-        else:
-            self.rows = len(ref) // n
 
     def has_reference(self, backend_key: str) -> bool:
         return backend_key in self._judges
