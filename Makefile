@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/hasten optimize zoo:minilm
 
-test: $(STAMP)
+test: $(STAMP) mcu-toolchain
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) mcu-toolchain
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -37,6 +37,22 @@ lint: $(STAMP)
 corpus: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps $(CORPUS_ALL)
 	$(BIN)/python -m bench.corpus.build
+
+# Cortex-M cross compiler, newlib (semihosting rdimon specs) and QEMU for the C export's tests on target.
+# Installed with apt when missing and run as root; otherwise one line says so and the make goes on (those
+# tests then skip). Fast and apt-free when all three are already there.
+MCU_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+.PHONY: mcu-toolchain
+mcu-toolchain:
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null \
+	    && test -f "$$(arm-none-eabi-gcc -print-file-name=rdimon.specs)"; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "mcu-toolchain: not installed (needs root and apt-get: $(MCU_PKGS)); Cortex-M tests will skip"; \
+	    exit 0; fi; \
+	echo "mcu-toolchain: installing $(MCU_PKGS)"; \
+	( timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 \
+	    apt-get install -y -qq --no-install-recommends $(MCU_PKGS) >/dev/null ) \
+	    || echo "mcu-toolchain: apt-get failed; Cortex-M tests will skip"
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

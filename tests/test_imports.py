@@ -27,7 +27,7 @@ KNOWN: set[tuple[str, str]] = set()
 LAYERS = [
     {"cli", "commands", "__main__"},
     {"", "api"},
-    {"search", "serve"},
+    {"search", "serve", "export"},
     {"inspect", "report", "result"},  # what the search writes and what reads OUT/ back
     {"outcome"},  # results.json and its records as types: written by the search, read by report and result
     {"source"},  # where a model comes from: a path, a zoo name, module:function, a torch module

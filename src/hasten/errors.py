@@ -39,3 +39,7 @@ class ResultError(HastenError):
 
 class SearchError(HastenError):
     """The optimisation search cannot start or continue (bad budget, foreign output folder...)."""
+
+
+class ExportError(HastenError):
+    """A model that cannot be exported to C, or a toolchain that cannot build or run the export."""

@@ -4,6 +4,7 @@ from hasten.commands import (  # noqa: F401
     apply,
     bench,
     distill,
+    export,
     inspect,
     optimize,
     prune,
