@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from graphs import Graph, quantised
+from onnx import numpy_helper
 
 from hasten.errors import ExportError
 from hasten.export.arena import lifetimes, plan_arena
@@ -52,7 +53,22 @@ def _pooled_head():
     return g, g.gemm(g.node("Flatten", [a], 8), 10, 8)
 
 
-GRAPHS = {"residual": _residual, "depthwise_pools": _depthwise_pools, "strided_groups": _strided_groups,
+def _softmax_head():
+    g = Graph((1, 12), 5)
+    return g, g.node("Softmax", [g.gemm("x", 10, 12)], axis=-1)
+
+
+def _transposes_softmax():
+    g = Graph((1, 4, 5, 6), 6)
+    a = g.node("Softmax", [g.conv("x", 6)], axis=2)  # over H: a strided stored axis
+    a = g.node("Transpose", [a], perm=[0, 2, 3, 1])  # NCHW -> NHWC, then flattened
+    a = g.gemm(g.node("Flatten", [a], 5 * 6 * 6), 7, 5 * 6 * 6)
+    g.inits.append(numpy_helper.from_array(np.array([2], np.int64), "axes"))
+    a = g.node("Transpose", [g.node("Unsqueeze", [a, "axes"], 7)], perm=[1, 2, 0])  # [1, 7, 1] -> [7, 1, 1]
+    return g, g.node("Softmax", [a], axis=0)
+
+
+GRAPHS = {"softmax_head": _softmax_head, "transposes_softmax": _transposes_softmax,"residual": _residual, "depthwise_pools": _depthwise_pools, "strided_groups": _strided_groups,
           "mlp": _mlp, "pooled_head": _pooled_head}
 
 
@@ -66,6 +82,14 @@ def test_kernels_are_bit_exact_with_onnx_runtime_on_the_host(qmodel, tmp_path):
     export = export_model(qmodel)
     rows = verify(export, qmodel, [], random_inputs(export, 120, seed=1), tmp_path)
     assert [(r.where, r.inputs, r.mismatches) for r in rows] == [("host", 120, 0)]
+
+
+def test_transpose_is_a_view_where_the_bytes_keep_their_order_and_softmax_runs_along_its_stored_axis():
+    program = lower(quantised(*_transposes_softmax()))
+    ops = [layer.op for layer in program.layers]
+    assert ops.count("permute") == 1  # the [1, 7, 1] -> [7, 1, 1] transpose moves no byte
+    assert [(p["d"], p["inner"]) for p in (la.params for la in program.layers if la.op == "softmax")] == [
+        (5, 36), (7, 1)]
 
 
 def test_saturation_both_ways_is_bit_exact(tmp_path):

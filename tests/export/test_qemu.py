@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from graphs import quantised
+from test_export import GRAPHS
 
 from hasten.errors import ExportError
 from hasten.export import toolchain
@@ -36,6 +38,15 @@ def test_digits_is_bit_exact_in_qemu(digits, target, tmp_path):
     assert on_target.ram_bytes >= export.arena.size + on_target.stack_bytes > export.arena.size
     assert len(on_target.instructions) == 100
     assert min(on_target.instructions) >= export.program.macs()  # at least one instruction a MAC
+
+
+@needs_arm
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_every_kernel_is_bit_exact_on_a_soft_float_cortex_m3(graph, tmp_path):
+    proto = quantised(*GRAPHS[graph]())
+    export = export_model(proto)
+    rows = verify(export, proto, ["cortex-m3"], random_inputs(export, 100, seed=3), tmp_path)
+    assert [(r.where, r.mismatches) for r in rows] == [("host", 0), ("cortex-m3", 0)]
 
 
 @needs_arm

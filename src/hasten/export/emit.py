@@ -22,7 +22,7 @@ from hasten.export.program import Layer, Program
 
 KERNEL_FILES = {"conv": "conv.c", "dense": "dense.c", "max_pool": "pool.c", "average_pool": "pool.c",
                 "global_average_pool": "pool.c", "add": "eltwise.c", "mul": "eltwise.c", "concat": "layout.c",
-                "to_chw": "layout.c", "to_hwc": "layout.c"}
+                "to_chw": "layout.c", "to_hwc": "layout.c", "permute": "layout.c", "softmax": "softmax.c"}
 F32 = np.float32
 
 
@@ -189,6 +189,20 @@ class _Emitter:
             self.calls.append(f"hs_concat_part({self.ptr(name)}, {self.ptr(layer.outputs[0])} + {at}, {outer}, "
                               f"{width}, {out_width}, {_float(ratio)}, {int(z)}, {q['y_zp']});")
             at += width
+
+    def _permute(self, tag, layer):
+        q = layer.params
+        pad = [1] * (6 - len(q["dims"]))
+        dims, strides = ", ".join(map(str, list(q["dims"]) + pad)), ", ".join(map(str, list(q["strides"]) + pad))
+        self.decls.append(f"static const hs_permute_t {tag} = {{{len(q['dims'])}, {{{dims}}}, {{{strides}}}}};\n")
+        self.calls.append(f"hs_permute(&{tag}, {self.ptr(layer.inputs[0])}, {self.ptr(layer.outputs[0])});")
+
+    def _softmax(self, tag, layer):
+        q = layer.params
+        self.decls.append(_array("float", f"{tag}_t", q["table"]))
+        self.decls.append(f"static const hs_softmax_t {tag} = {{{q['outer']}, {q['d']}, {q['inner']}, "
+                          f"{_float(q['y_scale'])}, {q['y_zp_native']}, {q['is_signed']}, {tag}_t}};\n")
+        self.calls.append(f"hs_softmax(&{tag}, {self.ptr(layer.inputs[0])}, {self.ptr(layer.outputs[0])});")
 
     def _to_chw(self, tag, layer):
         h, w, c = layer.params["hwc"]

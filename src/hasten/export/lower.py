@@ -257,12 +257,77 @@ class _Lowering:
                 raise _Refuse(f"{node.name}: a reshape into a 4-D tensor with channels and pixels")
         self.add(node.output[0], shape, x.scale, x.zero_point, alias=src)
 
+    def transpose(self, node):
+        """An int8 Transpose: a view when the stored bytes keep their order, else a permuting copy."""
+        x = self.tensor(node.input[0])
+        rank = len(x.shape)
+        perm = [int(p) % rank for p in _attrs(node).get("perm", range(rank - 1, -1, -1))]
+        if rank > 6:
+            raise _Refuse(f"{node.name}: a transpose of {rank} axes (at most 6)")
+        shape = tuple(x.shape[p] for p in perm)
+        stored_in, stored_out = _storage_axes(x.shape), _storage_axes(shape)
+        source = [stored_in.index(perm[a]) for a in stored_out]  # stored input axis of each stored output axis
+        dims = [shape[a] for a in stored_out]
+        kept = [src for src, n in zip(source, dims, strict=True) if n > 1]
+        if kept == sorted(kept):
+            self.add(node.output[0], shape, x.scale, x.zero_point, alias=x.name)
+            return
+        in_dims = [x.shape[a] for a in stored_in]
+        in_strides = [int(np.prod(in_dims[k + 1:])) for k in range(rank)]
+        self.add(node.output[0], shape, x.scale, x.zero_point)
+        self.layers.append(Layer("permute", node.name, [x.name], [node.output[0]], {
+            "dims": dims, "strides": [in_strides[src] for src in source]}))
+
+    def softmax(self, node):
+        """ONNX Runtime's QLinearSoftmax over one stored axis (any axis from opset 13, else the last)."""
+        i = list(node.input) + [""] * (5 - len(node.input))
+        x = self.tensor(i[0])
+        a = _attrs(node)
+        opset, rank = int(a.get("opset", 13)), len(x.shape)
+        axis = int(a.get("axis", 1 if opset < 13 else -1)) % rank
+        if opset < 13 and axis != rank - 1:
+            raise _Refuse(f"{node.name}: an opset-{opset} softmax over the flattened axes {axis}..{rank - 1}")
+        zps = [self.const(n) for n in (i[2], i[4]) if n]
+        if not zps:
+            raise _Refuse(f"{node.name}: no zero point gives its int8/uint8 type")
+        xs, xz = self.qparams(node, i[1], i[2])
+        ys, yz = self.qparams(node, i[3], i[4])
+        y_scale = np.floor(F32(1.0) / F32(ys))
+        if not 0 < y_scale < 2 ** 21:
+            raise _Refuse(f"{node.name}: output scale {ys:g} out of range")
+        stored = [x.shape[k] for k in _storage_axes(x.shape)]
+        at = _storage_axes(x.shape).index(axis)
+        self.set_q(x.name, xs, xz)
+        self.add(node.output[0], x.shape, ys, yz)
+        self.layers.append(Layer("softmax", node.name, [x.name], [node.output[0]], {
+            "outer": int(np.prod(stored[:at])), "d": stored[at], "inner": int(np.prod(stored[at + 1:])),
+            "table": softmax_table(xs, stored[at]), "y_scale": F32(y_scale), "is_signed": int(zps[0].dtype == np.int8),
+            "y_zp_native": int(self.const(i[4]).reshape(())) if i[4] else 0}))
+
     def relu_clip(self, node):
         raise _Refuse(f"{node.name}: {node.op_type} that ONNX Runtime did not fold into the quantisation")
 
 
 class _Refuse(Exception):
     pass
+
+
+F32 = np.float32
+
+
+def softmax_table(x_scale: float, d: int) -> np.ndarray:
+    """QLinearSoftmax's lookup table, indexed by (largest code - code): float32 of the double
+    exp((255 - k - 255 + shift) * x_scale), shift = max(0, log(FLT_MAX / d) - 5) / x_scale (ONNX Runtime's
+    QlinearBuildLookupTableUint32, float table)."""
+    quotient = F32(np.finfo(F32).max) / F32(d)
+    shift = max(0.0, float(np.log(np.float64(quotient))) - 5.0) / float(F32(x_scale))
+    i = np.arange(255, -1, -1, dtype=np.float64)
+    return np.exp((i - 255 + shift) * float(F32(x_scale))).astype(F32)
+
+
+def _storage_axes(shape) -> list[int]:
+    """The logical axes in the order their bytes are stored (4-D tensors channels-last)."""
+    return [0, 2, 3, 1] if len(shape) == 4 else list(range(len(shape)))
 
 
 def _signed_weights(node, w: np.ndarray, wz) -> np.ndarray:
@@ -344,6 +409,8 @@ _DISPATCH = {
     (MS, "QLinearGlobalAveragePool"): lambda s, n: s.pool(n, "global_average_pool"),
     (MS, "QLinearConcat"): _Lowering.concat,
     **{("", op): _Lowering.reshape for op in RESHAPES},
+    ("", "Transpose"): _Lowering.transpose,
+    (MS, "QLinearSoftmax"): _Lowering.softmax,
     ("", "Relu"): _Lowering.relu_clip,
     ("", "Clip"): _Lowering.relu_clip,
 }

@@ -22,3 +22,28 @@ HS_KERNEL void hs_concat_part(const int8_t *in, int8_t *out, int32_t outer, int3
         }
     }
 }
+
+/* Transpose of up to 6 axes: out[n] for n over the output in storage order, read at
+ * in[sum_k idx_k * strides[k]] (strides[k]: the input's stride of output axis k). */
+typedef struct {
+    int32_t rank;
+    int32_t dims[6];
+    int32_t strides[6];
+} hs_permute_t;
+
+HS_KERNEL void hs_permute(const hs_permute_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t idx[6] = {0, 0, 0, 0, 0, 0};
+    int32_t total = 1, n, k, off = 0;
+    for (k = 0; k < p->rank; k++) total *= p->dims[k];
+    for (n = 0; n < total; n++) {
+        out[n] = in[off];
+        for (k = p->rank - 1; k >= 0; k--) {
+            idx[k]++;
+            off += p->strides[k];
+            if (idx[k] < p->dims[k]) break;
+            off -= p->strides[k] * p->dims[k];
+            idx[k] = 0;
+        }
+    }
+}
