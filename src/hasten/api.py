@@ -208,7 +208,8 @@ def apply(recipe, model, calib=None, out=None):
     """Run `recipe` (a Recipe or a recipe.yaml path) on `model` (path, zoo:NAME or Model); returns the Model.
 
     `calib`: the calibration data the search used (Samples or a path; a zoo model's own by default). With
-    `out`, writes OUT/model.onnx and OUT/recipe.yaml. A recipe with a compress step trains its student again
+    `out`, writes OUT/model.onnx, OUT/recipe.yaml and the artefacts the recipe's backend writes beside the
+    model (as `hasten optimize` does). A recipe with a compress step trains its student again
     (same seed and threads: the same model); `model` must be the teacher it was made from."""
     from hasten.recipe import Recipe
     from hasten.recipe import apply as apply_recipe
@@ -225,6 +226,7 @@ def apply(recipe, model, calib=None, out=None):
     if out is not None:
         out = Path(out)
         result.save(out / "model.onnx")
+        recipe.backend_instance().write_artefacts(result, out)
         recipe.save(out / "recipe.yaml", header=f"applied by hasten apply; output fingerprint "
                                                 f"{result.fingerprint()}")
     return result

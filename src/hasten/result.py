@@ -4,6 +4,7 @@ from the folder it wrote, without the search (nothing here imports `hasten.searc
     result = hasten.load_result("out/minilm")
     outputs = result.session.run(feeds)          # compiled on the recipe's backend, with its options
     result.model, result.recipe, result.results  # Model, Recipe, results.json (hasten.outcome.results.Results)
+    result.artefacts                             # files the backend wrote beside model.onnx
 
 OUT must hold the three files the search writes last: `model.onnx`, `recipe.yaml` and `results.json`.
 A folder without them, with a partial `results.json` (the search did not finish), or whose files disagree
@@ -37,6 +38,8 @@ class LoadedResult:
     recipe: Recipe
     session: object = field(repr=False)  # hasten.backends.base.Session
     results: Results = field(repr=False)
+    #: what the backend wrote beside model.onnx (results.json's `artefacts`, e.g. generated sources)
+    artefacts: tuple[Path, ...] = ()
 
     @property
     def chosen(self) -> Record:
@@ -74,8 +77,24 @@ def load_result(out: str | os.PathLike, threads: int | None = None) -> LoadedRes
     if recipe.steps and chosen.fingerprint and model.fingerprint() != chosen.fingerprint:
         raise ResultError(f"{path / 'model.onnx'}: fingerprint {model.fingerprint()}, but results.json chose "
                           f"{chosen.fingerprint}; the files come from two runs: run hasten optimize again")
+    artefacts = _artefacts(path, results)
     session = recipe.backend_instance(threads).compile(model)
-    return LoadedResult(path, model, recipe, session, results)
+    return LoadedResult(path, model, recipe, session, results, artefacts)
+
+
+def _artefacts(path: Path, results: Results) -> tuple[Path, ...]:
+    """The files results.json lists beside model.onnx; ResultError when one is missing or outside OUT/."""
+    names = results.extras.get("artefacts") or []
+    found = []
+    for name in names:
+        if name in FILES:
+            continue
+        file = path / str(name)
+        if Path(str(name)).is_absolute() or ".." in Path(str(name)).parts or not file.is_file():
+            raise ResultError(f"{path}: results.json lists the artefact {name!r}, which is not a file in the "
+                              "folder; run hasten optimize again (or hasten apply for the model and its files)")
+        found.append(file)
+    return tuple(found)
 
 
 def _read_results(file: Path) -> Results:

@@ -20,7 +20,7 @@ from search.helpers import QUICK, samples, wide_mlp
 import hasten
 from hasten.api import optimize
 from hasten.backends import Backend, Session, TensorSpec, backend_names, register_backend, unregister_backend
-from hasten.errors import BackendError
+from hasten.errors import BackendError, ResultError
 
 
 class ReferenceSession(Session):
@@ -107,6 +107,13 @@ def test_a_backend_from_a_test_file_gets_passes_schemes_and_a_chosen_result(plug
     out = tmp_path / "out"
     assert (out / "model.onnx").is_file() and (out / "cost.txt").is_file()
     assert json.loads((out / "results.json").read_text())["artefacts"] == ["model.onnx", "cost.txt"]
+    assert hasten.load_result(out).artefacts == (out / "cost.txt",)
+    again = tmp_path / "again"
+    hasten.apply(out / "recipe.yaml", model, calib, out=again)  # apply writes the backend's artefacts too
+    assert (again / "cost.txt").read_text() == (out / "cost.txt").read_text()
+    (out / "cost.txt").unlink()
+    with pytest.raises(ResultError, match="cost.txt"):
+        hasten.load_result(out)
     # the chosen model runs on the plug-in and matches the fp32 model within the budget
     x = ev.take(4)
     session = ReferenceBackend().compile(hasten.load(result.model_path))

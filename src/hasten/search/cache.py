@@ -33,6 +33,36 @@ def read_json(path: Path):
         return None
 
 
+def listed_artefacts(root: Path) -> list[Path]:
+    """The files an earlier search wrote beside model.onnx, as its OUT/results.json lists them (`artefacts`):
+    only plain relative paths inside `root` that exist."""
+    results = read_json(Path(root) / "results.json")
+    names = results.get("artefacts") if isinstance(results, dict) else None
+    base = Path(root).resolve()
+    found = []
+    for name in names if isinstance(names, list) else []:
+        if not isinstance(name, str) or name in OUTPUTS or Path(name).is_absolute() or ".." in Path(name).parts:
+            continue
+        path = (base / name).resolve()
+        if path.is_relative_to(base) and path.is_file():
+            found.append(path)
+    return found
+
+
+def remove_artefacts(root: Path, keep: tuple[Path, ...] = ()) -> None:
+    """Delete the artefacts OUT/results.json lists (but `keep`), and the folders they leave empty."""
+    base = Path(root).resolve()
+    kept = {Path(k).resolve() for k in keep}
+    for path in listed_artefacts(root):
+        if path in kept:
+            continue
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        while parent != base and parent.is_relative_to(base) and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+
 def digest(*parts) -> str:
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -79,8 +109,10 @@ class ResultCache:
         return state
 
     def clear(self) -> None:
-        """Remove the cache and the outputs of an earlier search (never anything else)."""
+        """Remove the cache and the outputs of an earlier search, the artefacts its results.json lists
+        included (never anything else)."""
         shutil.rmtree(self.dir, ignore_errors=True)
+        remove_artefacts(self.root)
         for name in (*OUTPUTS, MANIFEST):
             (self.root / name).unlink(missing_ok=True)
 

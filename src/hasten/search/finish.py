@@ -18,7 +18,7 @@ from hasten.outcome.records import STATUSES, Record, failure_line
 from hasten.outcome.results import Results, Summary
 from hasten.recipe import Recipe
 from hasten.search import planner
-from hasten.search.cache import atomic_write_json, digest, read_json
+from hasten.search.cache import atomic_write_json, digest, read_json, remove_artefacts
 from hasten.search.results import SearchResult
 from hasten.search.timing import BASELINE, Timing, time_sessions
 
@@ -132,7 +132,9 @@ def write_outputs(tuner, result) -> None:
     chosen = result.chosen
     model = chosen_model(tuner, chosen)
     path = model.save(out / "model.onnx")
-    artefacts = [str(p.relative_to(out)) for p in chosen.recipe.backend_instance().write_artefacts(model, out)]
+    written = chosen.recipe.backend_instance().write_artefacts(model, out)
+    remove_artefacts(out, keep=tuple(written))  # an earlier run's, e.g. another backend's generated files
+    artefacts = [str(p.relative_to(out)) for p in written]
     data_file = path.with_name(path.name + ".data")
     tuner.runner.choose(chosen.key, path.stat().st_size + (data_file.stat().st_size if data_file.is_file() else 0))
     header = (f"made by hasten optimize on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n"
