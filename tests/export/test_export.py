@@ -68,7 +68,17 @@ def _transposes_softmax():
     return g, g.node("Softmax", [a], axis=0)
 
 
-GRAPHS = {"softmax_head": _softmax_head, "transposes_softmax": _transposes_softmax,"residual": _residual, "depthwise_pools": _depthwise_pools, "strided_groups": _strided_groups,
+def _reshapes():
+    g = Graph((1, 48), 7)
+    g.inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+                (("to_image", [1, 3, 4, 4]), ("regrid", [1, 2, 8, 4]))]
+    g.channels["to_image"] = g.channels["regrid"] = 0
+    a = g.conv(g.node("Reshape", ["x", "to_image"], 3), 4)  # flat -> NCHW: a transpose into HWC bytes
+    a = g.node("Reshape", [a, "regrid"], 2)  # 4-D -> another 4-D: out of HWC and back
+    return g, g.conv(a, 3)
+
+
+GRAPHS = {"reshapes": _reshapes, "softmax_head": _softmax_head, "transposes_softmax": _transposes_softmax,"residual": _residual, "depthwise_pools": _depthwise_pools, "strided_groups": _strided_groups,
           "mlp": _mlp, "pooled_head": _pooled_head}
 
 
@@ -90,6 +100,21 @@ def test_transpose_is_a_view_where_the_bytes_keep_their_order_and_softmax_runs_a
     assert ops.count("permute") == 1  # the [1, 7, 1] -> [7, 1, 1] transpose moves no byte
     assert [(p["d"], p["inner"]) for p in (la.params for la in program.layers if la.op == "softmax")] == [
         (5, 36), (7, 1)]
+
+
+def test_layout_ops_before_the_input_s_quantisation_run_on_its_codes(tmp_path):
+    proto = quantised(*_mlp())  # float input [1, 12] -> QuantizeLinear -> ...
+    graph = proto.graph
+    graph.input[0].name = "x3d"
+    del graph.input[0].type.tensor_type.shape.dim[:]
+    for d in (1, 3, 4):
+        graph.input[0].type.tensor_type.shape.dim.add().dim_value = d
+    graph.initializer.append(numpy_helper.from_array(np.array([1, 12], np.int64), "flat"))
+    graph.node.insert(0, onnx.helper.make_node("Reshape", ["x3d", "flat"], ["x"], name="flatten_input"))
+    export = export_model(proto)
+    assert export.program.tensors[export.program.input].shape == (1, 3, 4)
+    rows = verify(export, proto, [], random_inputs(export, 100), tmp_path)
+    assert rows[0].mismatches == 0
 
 
 def test_saturation_both_ways_is_bit_exact(tmp_path):
@@ -128,6 +153,16 @@ def test_every_node_that_cannot_be_exported_is_named():
         export_model(quantised(g, g.conv(b, 4)))
     text = str(err.value)
     assert "2 node(s)" in text and "sigmoid" in text and "leakyrelu" in text
+    assert "(QLinearSigmoid, QLinearLeakyRelu;" in text  # the ops counted first
+
+
+def test_a_model_whose_input_is_not_quantised_lists_every_float_node():
+    g = Graph((1, 12), 3)
+    model = quantised(g, g.gemm(g.node("Tanh", ["x"], 12), 4, 12))  # ONNX Runtime runs Tanh in float
+    with pytest.raises(ExportError) as err:
+        export_model(model)
+    text = str(err.value)
+    assert "the input 'x' (float) is not quantised" in text and "Tanh" in text
 
 
 def test_a_float_model_is_refused_with_the_command_that_quantises_it(tmp_path):

@@ -14,6 +14,7 @@ and zero point are part of the exported API.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,15 @@ class _Lowering:
         self.unsupported: list[str] = []
         self.skipped: set[str] = set()
         self.floats: set[str] = set()  # outputs of DequantizeLinear nodes inside the graph
+        self.input_q = None  # the input's QuantizeLinear when layout ops come before it (a view)
+        self.input_problem = ""  # why the model's input is not an int8 tensor of the program
+        self.output_problem = ""  # why its output is not one
+        self.unsupported_ops: list[str] = []
+
+    def refuse(self, node, text: str) -> None:
+        """List `node` as one that cannot be exported, with why."""
+        self.unsupported.append(text)
+        self.unsupported_ops.append(node.op_type)
 
     # -- helpers ----------------------------------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:
@@ -247,14 +257,16 @@ class _Lowering:
         x = self.tensor(node.input[0])
         shape = _reshaped(node, x.shape, self.const(node.input[1]) if len(node.input) > 1 else None)
         src = x.name
-        if x.channels_last != (len(shape) == 4) or (len(shape) == 4 and shape[1:] != x.shape[1:]):
-            if x.channels_last and _hw(x.shape) > 1 and x.shape[1] > 1:
-                flat = self.add(f"{x.name}/chw", (1, int(np.prod(x.shape))), x.scale, x.zero_point)
-                self.layers.append(Layer("to_chw", f"{node.name}/to_chw", [x.name], [flat.name],
-                                         {"hwc": x.hwc()}))
-                src = flat.name
-            elif len(shape) == 4 and _hw(shape) > 1 and shape[1] > 1:
-                raise _Refuse(f"{node.name}: a reshape into a 4-D tensor with channels and pixels")
+        moved = x.channels_last != (len(shape) == 4) or (len(shape) == 4 and tuple(shape[1:]) != x.shape[1:])
+        if moved and x.channels_last and _hw(x.shape) > 1 and x.shape[1] > 1:  # HWC bytes -> ONNX order
+            flat = self.add(f"{x.name}/chw", (1, x.size), x.scale, x.zero_point)
+            self.layers.append(Layer("to_chw", f"{node.name}/to_chw", [x.name], [flat.name], {"hwc": x.hwc()}))
+            src = flat.name
+        if moved and len(shape) == 4 and _hw(shape) > 1 and shape[1] > 1:  # ONNX order -> HWC bytes
+            self.add(node.output[0], shape, x.scale, x.zero_point)
+            self.layers.append(Layer("to_hwc", f"{node.name}/to_hwc", [src], [node.output[0]],
+                                     {"hwc": (shape[2], shape[3], shape[1])}))
+            return
         self.add(node.output[0], shape, x.scale, x.zero_point, alias=src)
 
     def transpose(self, node):
@@ -416,6 +428,9 @@ _DISPATCH = {
 }
 
 
+_LAYOUT = {("", op) for op in (*RESHAPES, "Transpose")}
+
+
 def lower(proto: onnx.ModelProto) -> Program:
     """The integer program of an int8 QDQ model; `ExportError` lists every node that cannot be exported."""
     graph = ort_graph(proto).graph
@@ -428,33 +443,42 @@ def lower(proto: onnx.ModelProto) -> Program:
     for node in nodes:
         if node is first or node is last:
             continue
+        if node is low.input_q:  # after layout-only ops on the input's codes: a view of them
+            x = low.tensor(node.input[0])
+            low.add(node.output[0], x.shape, x.scale, x.zero_point, alias=x.name)
+            continue
         if any(i in low.skipped for i in node.input):  # downstream of a node already listed
             low.skipped.update(node.output)
             if _key(node) not in _DISPATCH and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-                low.unsupported.append(_unsupported(node, low))
+                low.refuse(node, _unsupported(node, low))
             continue
         if node.op_type == "DequantizeLinear":  # what reads it runs in float: that node is the one listed
             low.floats.update(node.output)
             continue
         handler = _DISPATCH.get(_key(node))
         if any(i in low.floats for i in node.input):
-            low.unsupported.append(f"{node.name or '?'} ({node.op_type}): ONNX Runtime runs it in float on "
+            low.refuse(node, f"{node.name or '?'} ({node.op_type}): ONNX Runtime runs it in float on "
                                    f"dequantised inputs (no integer kernel formed)")
             _skip_outputs(low, node)
             continue
         if handler is None:
-            low.unsupported.append(_unsupported(node, low))
+            low.refuse(node, _unsupported(node, low))
             _skip_outputs(low, node)
             continue
         try:
             handler(low, node)
         except _Refuse as exc:
-            low.unsupported.append(f"{node.name or '?'} ({node.op_type}): {exc}")
+            low.refuse(node, f"{node.name or '?'} ({node.op_type}): {exc}")
             _skip_outputs(low, node)
     output = graph.output[0].name if last is None else last.input[0]
     if low.unsupported:
-        raise ExportError(f"export: {len(low.unsupported)} node(s) cannot run as integer C (ONNX Runtime runs "
-                          f"them this way after its QDQ fusions): " + "; ".join(low.unsupported))
+        counts = Counter(low.unsupported_ops).most_common()
+        ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts)
+        lead = "".join(f"{p}; " for p in (low.input_problem, low.output_problem) if p)
+        raise ExportError(f"export: {lead}{len(low.unsupported)} node(s) cannot run as integer C ({ops}; "
+                          f"as ONNX Runtime runs them after its QDQ fusions): " + "; ".join(low.unsupported))
+    if low.output_problem:
+        raise ExportError(f"export: {low.output_problem}")
     if output not in low.tensors:
         raise ExportError(f"export: the output {output!r} is not produced by an int8 kernel")
     if last is not None:
@@ -468,21 +492,40 @@ def lower(proto: onnx.ModelProto) -> Program:
 
 
 def _input_boundary(low: _Lowering, graph, nodes):
+    """The QuantizeLinear that makes the program's int8 input, or None when the input is int8 already.
+
+    Layout-only ops between the float input and its QuantizeLinear (a Reshape, a Transpose...) commute with
+    a per-tensor quantisation: the program's input is then the model's input quantised, those ops run on
+    int8 codes, and the QuantizeLinear becomes a view (`low.input_q`)."""
     value = graph.input[0]
     shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
     elem = value.type.tensor_type.elem_type
     if elem in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
         low.add(value.name, shape, None, None)
         return None
-    readers = [n for n in nodes if value.name in n.input]
+    name, chain = value.name, []
+    while True:
+        readers = [n for n in nodes if name in n.input]
+        if len(readers) == 1 and _key(readers[0]) in _LAYOUT and readers[0].input[0] == name:
+            chain.append(readers[0])
+            name = readers[0].output[0]
+            continue
+        break
     if len(readers) != 1 or readers[0].op_type != "QuantizeLinear":
-        raise ExportError(f"export: the input {value.name!r} must be read by one QuantizeLinear (an int8 QDQ "
-                          f"model; quantise it with the int8-integer scheme first); it is read by "
-                          f"{[n.op_type for n in readers]}")
+        # every node that reads it runs in float: the main loop lists them all
+        low.input_problem = (f"the input {value.name!r} ({onnx.TensorProto.DataType.Name(elem).lower()}) is not "
+                             f"quantised by one QuantizeLinear (read by {', '.join(n.op_type for n in readers)})")
+        low.floats.add(value.name)
+        return None
     q = readers[0]
     s, z = low.qparams(q, q.input[1], q.input[2] if len(q.input) > 2 else None)
-    low.add(q.output[0], shape, s, z)
-    return q
+    if np.asarray(low.const(q.input[1])).size != 1:
+        raise ExportError(f"export: the input's QuantizeLinear {q.name!r} is not per-tensor")
+    low.add(value.name if chain else q.output[0], shape, s, z)
+    if not chain:
+        return q
+    low.input_q = q
+    return None
 
 
 def _output_boundary(low: _Lowering, graph, nodes):
@@ -493,10 +536,10 @@ def _output_boundary(low: _Lowering, graph, nodes):
     if producer is not None and producer.op_type == "QGemm" and _input_at(producer, 7) == "":
         return None  # ONNX Runtime's QGemm writes the float output itself: the program's output is float
     if producer is None or producer.op_type != "DequantizeLinear":
-        raise ExportError(f"export: the output {value.name!r} must come from a DequantizeLinear (an int8 QDQ "
-                          f"model whose output is quantised); it comes from "
-                          f"{producer.op_type if producer else 'no node'}")
-    return producer
+        low.output_problem = (f"the output {value.name!r} must come from a DequantizeLinear (an int8 QDQ model "
+                              f"whose output is quantised); it comes from "
+                              f"{producer.op_type if producer else 'no node'}")
+    return producer if producer is not None and producer.op_type == "DequantizeLinear" else None
 
 
 def _key(node) -> tuple[str, str]:
