@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 from conftest import run_cli
 from graphs import Graph, quantised
 
@@ -65,3 +66,22 @@ def test_a_float_zoo_model_is_refused_in_one_line(tmp_path):
     proc = run_cli("export", "zoo:digits", "-o", str(tmp_path / "c"))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "hasten quantize zoo:digits --scheme int8-static" in proc.stderr
+
+
+def test_an_optimize_result_folder_is_exported_from_its_model_onnx(digits_int8, tmp_path):
+    import shutil
+
+    from hasten.errors import ExportError
+    from hasten.export.build import load_quantised
+
+    result = tmp_path / "out" / "digits"
+    result.mkdir(parents=True)
+    shutil.copy(digits_int8, result / "model.onnx")
+    proto, name = load_quantised(str(result))
+    assert name == "digits" and export_model(proto, name).program.macs() > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ExportError, match="without model.onnx"):
+        load_quantised(str(empty))
+    proc = run_cli("export", str(result), "-o", str(tmp_path / "c"), "--verify", "--inputs", "0")
+    assert proc.returncode == 2 and "--inputs 0" in proc.stderr
