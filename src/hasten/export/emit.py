@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 
 import numpy as np
@@ -69,6 +70,14 @@ def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)] or ["0"]
     body = ",\n    ".join(lines)
     return f"static const {ctype} {name}[{max(len(items), 1)}] = {{\n    {body}\n}};\n"
+
+
+def fma32(x, y, z) -> np.float32:
+    """x * y + z of float32s rounded once to float32 (nearest, ties to even), computed exactly."""
+    exact = Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z))
+    near = F32(float(exact))
+    candidates = (near, np.nextafter(near, F32(-np.inf)), np.nextafter(near, F32(np.inf)))
+    return min(candidates, key=lambda v: (abs(Fraction(float(v)) - exact), int(F32(v).view(np.int32)) & 1))
 
 
 def _float(v) -> str:
@@ -156,22 +165,27 @@ class _Emitter:
         self.calls.append(f"hs_global_average_pool(&{tag}, {self.ptr(layer.inputs[0])}, "
                           f"{self.ptr(layer.outputs[0])});")
 
-    def _eltwise(self, tag, layer, fn):
+    def _add(self, tag, layer):
         q = layer.params
         n = self.p.tensors[layer.outputs[0]].size
-        y_scale = q["y_scale"]
-        if fn == "hs_mul":  # ONNX Runtime's QLinearMul multiplies by one ratio formed before the loop
-            y_scale = F32(q["a_scale"]) * F32(q["b_scale"]) / F32(q["y_scale"])
-        self.decls.append(f"static const hs_eltwise_t {tag} = {{{n}, {q['a_zp']}, {q['b_zp']}, {q['y_zp']}, "
-                          f"{_float(q['a_scale'])}, {_float(q['b_scale'])}, {_float(y_scale)}}};\n")
+        ratio_a, ratio_b = F32(q["a_scale"]) / F32(q["y_scale"]), F32(q["b_scale"]) / F32(q["y_scale"])
+        offset = 128 if q["unsigned"] else 0  # native zero points: stored + offset
+        inner = fma32(ratio_a, F32(q["a_zp"] + offset), ratio_b * F32(q["b_zp"] + offset))
+        fixed = F32(q["y_zp"] + offset) - inner
+        self.decls.append(f"static const hs_add_t {tag} = {{{n}, {offset}, {_float(ratio_a)}, {_float(ratio_b)}, "
+                          f"{_float(fixed)}}};\n")
         a, b = (self.ptr(name) for name in layer.inputs)
-        self.calls.append(f"{fn}(&{tag}, {a}, {b}, {self.ptr(layer.outputs[0])});")
-
-    def _add(self, tag, layer):
-        self._eltwise(tag, layer, "hs_add")
+        self.calls.append(f"hs_add(&{tag}, {a}, {b}, {self.ptr(layer.outputs[0])});")
 
     def _mul(self, tag, layer):
-        self._eltwise(tag, layer, "hs_mul")
+        q = layer.params
+        n = self.p.tensors[layer.outputs[0]].size
+        scale = F32(q["a_scale"]) * F32(q["b_scale"]) / F32(q["y_scale"])  # one ratio, formed before the loop
+        offset = 128 if q["unsigned"] else 0
+        self.decls.append(f"static const hs_mul_t {tag} = {{{n}, {q['a_zp']}, {q['b_zp']}, {offset}, "
+                          f"{_float(scale)}, {_float(q['y_zp'] + offset)}}};\n")
+        a, b = (self.ptr(name) for name in layer.inputs)
+        self.calls.append(f"hs_mul(&{tag}, {a}, {b}, {self.ptr(layer.outputs[0])});")
 
     def _concat(self, tag, layer):
         q = layer.params

@@ -196,9 +196,12 @@ class _Lowering:
         self.set_q(a.name, as_, az)
         self.set_q(b.name, bs, bz)
         self.add(node.output[0], a.shape, ys, yz)
+        zps = [self.const(n) for n in (i[2], i[5], i[7]) if n]
+        if not zps:
+            raise _Refuse(f"{node.name}: no zero point gives its int8/uint8 type")
         self.layers.append(Layer(op, node.name, [a.name, b.name], [node.output[0]], {
             "a_scale": np.float32(as_), "a_zp": az, "b_scale": np.float32(bs), "b_zp": bz,
-            "y_scale": np.float32(ys), "y_zp": yz}))
+            "y_scale": np.float32(ys), "y_zp": yz, "unsigned": zps[0].dtype == np.uint8}))
 
     def pool(self, node, op):
         x = self.tensor(node.input[0])
