@@ -3,8 +3,8 @@
  * acc[oc] = bias[oc] + sum over the window of (x - in_zp) * w; padded taps add nothing (ONNX Runtime pads
  * with the input zero point); y = hs_requant(acc, scale[oc], out_zp). */
 typedef struct {
-    uint16_t in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
-    uint16_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, groups;
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
+    int32_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l, groups;
     int32_t in_zp, out_zp;
     const int8_t *w;
     const int32_t *bias;

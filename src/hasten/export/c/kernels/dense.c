@@ -2,7 +2,7 @@
  * `hs_dense_f32` is the same accumulator scaled to float (ONNX Runtime's QGemm with a float output:
  * y = float(acc) * scale[n], scale = x_scale * w_scale[n]). */
 typedef struct {
-    uint16_t k, n;
+    int32_t k, n;
     int32_t in_zp, out_zp;
     const int8_t *w;
     const int32_t *bias;

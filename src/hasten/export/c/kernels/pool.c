@@ -6,7 +6,7 @@
  *   (uint8 models: out_zp + 128), saturated; scales = {x_scale, y_scale, that zero point}.
  * global average: acc = sum(x) - in_zp * H * W, y = requant(acc, x_scale / (y_scale * H * W), out_zp). */
 typedef struct {
-    uint16_t in_h, in_w, c, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_t, pad_l, include_pad;
+    int32_t in_h, in_w, c, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_t, pad_l, include_pad;
     int32_t in_zp, out_zp;
     const float *scales; /* average: {x_scale, y_scale, y_zp as in the model}; global average: {x_scale / (y_scale * H * W)} */
 } hs_pool_t;
