@@ -165,27 +165,27 @@ class _Emitter:
         self.calls.append(f"hs_global_average_pool(&{tag}, {self.ptr(layer.inputs[0])}, "
                           f"{self.ptr(layer.outputs[0])});")
 
+    def _binary(self, tag, layer, kernel: str, fields: list) -> None:
+        """`kernel`(&tag, a, b, y) with `static const <kernel>_t tag = {n, fields...}`."""
+        n = self.p.tensors[layer.outputs[0]].size
+        self.decls.append(f"static const {kernel}_t {tag} = {{{', '.join(map(str, [n, *fields]))}}};\n")
+        a, b = (self.ptr(name) for name in layer.inputs)
+        self.calls.append(f"{kernel}(&{tag}, {a}, {b}, {self.ptr(layer.outputs[0])});")
+
     def _add(self, tag, layer):
         q = layer.params
-        n = self.p.tensors[layer.outputs[0]].size
         ratio_a, ratio_b = F32(q["a_scale"]) / F32(q["y_scale"]), F32(q["b_scale"]) / F32(q["y_scale"])
         offset = 128 if q["unsigned"] else 0  # native zero points: stored + offset
         inner = fma32(ratio_a, F32(q["a_zp"] + offset), ratio_b * F32(q["b_zp"] + offset))
         fixed = F32(q["y_zp"] + offset) - inner
-        self.decls.append(f"static const hs_add_t {tag} = {{{n}, {offset}, {_float(ratio_a)}, {_float(ratio_b)}, "
-                          f"{_float(fixed)}}};\n")
-        a, b = (self.ptr(name) for name in layer.inputs)
-        self.calls.append(f"hs_add(&{tag}, {a}, {b}, {self.ptr(layer.outputs[0])});")
+        self._binary(tag, layer, "hs_add", [offset, _float(ratio_a), _float(ratio_b), _float(fixed)])
 
     def _mul(self, tag, layer):
         q = layer.params
-        n = self.p.tensors[layer.outputs[0]].size
         scale = F32(q["a_scale"]) * F32(q["b_scale"]) / F32(q["y_scale"])  # one ratio, formed before the loop
         offset = 128 if q["unsigned"] else 0
-        self.decls.append(f"static const hs_mul_t {tag} = {{{n}, {q['a_zp']}, {q['b_zp']}, {offset}, "
-                          f"{_float(scale)}, {_float(q['y_zp'] + offset)}}};\n")
-        a, b = (self.ptr(name) for name in layer.inputs)
-        self.calls.append(f"hs_mul(&{tag}, {a}, {b}, {self.ptr(layer.outputs[0])});")
+        self._binary(tag, layer, "hs_mul", [q["a_zp"], q["b_zp"], offset, _float(scale),
+                                             _float(q["y_zp"] + offset)])
 
     def _concat(self, tag, layer):
         q = layer.params
