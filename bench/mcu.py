@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hasten.export import toolchain
-from hasten.export.build import compare, export_model, ort_outputs, write_export
+from hasten.export.build import as_output, compare, export_model, ort_outputs, quantise_input, write_export
 from hasten.measure.isa import cpu_features, host_int8_isa
 from hasten.quantize import config_for, quantize
 from hasten.source import resolve
@@ -53,9 +53,7 @@ def main(argv=None) -> int:
     export = export_model(proto, "digits")
     write_export(export, args.out, force=True)
     images, labels = dataset()["evaluation"]
-    x = export.program.tensors[export.program.input]
-    codes = np.clip(np.rint(images.reshape(len(images), -1) / np.float32(x.scale)) + x.zero_point, -128, 127)
-    codes = codes.astype(np.int8)
+    codes = quantise_input(export, images)
     want = ort_outputs(proto, export, codes)
     top1_ort = float((want.argmax(1) == labels).mean())
     rows = []
@@ -63,14 +61,14 @@ def main(argv=None) -> int:
         work = Path(tmp)
         model_dir = Path(args.out)
         host = toolchain.run_host(model_dir, codes, work / "host")
-        got = _floats(host.outputs, export.output_size)
+        got = as_output(export, host.outputs)
         v = compare("host", got, want)
         rows.append({"target": "host cc", "mismatches": v.mismatches, "max_lsb": v.max_lsb, "inputs": v.inputs,
                      "top1_c": float((got.argmax(1) == labels).mean()), "top1_ort": top1_ort})
         for target in args.targets.split(","):
             runs = [toolchain.run_qemu(target, model_dir, codes, work / f"{target}-{k}", timeout_s=600)
                     for k in range(2)]
-            got = _floats(runs[0].outputs, export.output_size)
+            got = as_output(export, runs[0].outputs)
             v = compare(target, got, want)
             insn = runs[0].instructions
             rows.append({"target": target, "mismatches": v.mismatches, "max_lsb": v.max_lsb, "inputs": v.inputs,
@@ -89,10 +87,6 @@ def main(argv=None) -> int:
     ok = all(r["mismatches"] == 0 and r["top1_c"] == r["top1_ort"] for r in rows) and all(
         r.get("insn_identical_over_runs", True) for r in rows)
     return 0 if ok else 1
-
-
-def _floats(outputs: np.ndarray, n: int) -> np.ndarray:
-    return np.ascontiguousarray(outputs).view(np.uint8).reshape(len(outputs), -1).view(np.float32).reshape(-1, n)
 
 
 def _render(console, r):

@@ -30,20 +30,15 @@ def test_export_digits_verify_on_the_host(digits_int8, tmp_path):
 
 def test_digits_top1_in_c_equals_onnx_runtime_int8(digits_int8, tmp_path):
     from hasten.export import toolchain
-    from hasten.export.build import ort_outputs
+    from hasten.export.build import as_output, ort_outputs, quantise_input
     from hasten.zoo.digits import dataset
 
     proto = onnx.load(digits_int8)
     export = export_model(proto)
     images, labels = dataset()["evaluation"]
-    x = export.program.tensors[export.program.input]
-    codes = np.clip(np.rint(images.reshape(len(images), -1) / np.float32(x.scale)) + x.zero_point, -128, 127)
-    codes = codes.astype(np.int8)
-    (tmp_path / "m").mkdir()
-    for name, text in export.files().items():
-        (tmp_path / "m" / name).write_text(text)
-    run = toolchain.run_host(tmp_path / "m", codes, tmp_path / "host")
-    got = np.ascontiguousarray(run.outputs).view(np.uint8).reshape(len(codes), -1).view(np.float32)
+    codes = quantise_input(export, images)
+    run = toolchain.run_host(export.write(tmp_path / "m"), codes, tmp_path / "host")
+    got = as_output(export, run.outputs)
     want = ort_outputs(proto, export, codes)
     assert np.array_equal(got, want)
     top1_c, top1_ort = (got.argmax(1) == labels).mean(), (want.argmax(1) == labels).mean()

@@ -84,10 +84,7 @@ def _mismatches(proto, x: np.ndarray, tmp_path) -> int:
     want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"x": x})[0]
     export = export_model(proto)
-    model_dir = tmp_path / "m"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in export.files().items():
-        (model_dir / name).write_text(text)
+    model_dir = export.write(tmp_path / "m")
     codes = (x.astype(np.int16) - 128).astype(np.int8).reshape(1, -1)
     got = run_host(model_dir, codes, tmp_path / "host").outputs.view(np.int8).astype(np.int16) + 128
     return int((got.reshape(-1) != want.reshape(-1).astype(np.int16)).sum())

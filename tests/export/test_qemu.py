@@ -21,10 +21,7 @@ needs_arm = pytest.mark.skipif(toolchain.arm_missing() is not None, reason=str(t
 def digits(digits_int8, tmp_path_factory):
     proto = onnx.load(digits_int8)
     export = export_model(proto)
-    model_dir = tmp_path_factory.mktemp("digits-c")
-    for name, text in export.files().items():
-        (model_dir / name).write_text(text)
-    return proto, export, model_dir
+    return proto, export, export.write(tmp_path_factory.mktemp("digits-c"))
 
 
 @needs_arm

@@ -5,6 +5,8 @@
 - `export_model(proto)`: lower (as ONNX Runtime runs it) and emit; ExportError lists every node that
   cannot be exported, before anything is written.
 - `write_export(export, out, force)`: model.c, model.h and README.md appear together or not at all.
+- `quantise_input` / `as_output`: the C API's int8 input codes from float inputs, and its output bytes as
+  int8 codes or float values.
 - `verify(export, proto, targets, inputs)`: the C built with the host `cc` (and for each Cortex-M target in
   QEMU) against ONNX Runtime's outputs on the same int8 inputs.
 """
@@ -130,23 +132,28 @@ def verify(export: Export, proto: onnx.ModelProto, targets: list[str], inputs: n
     from hasten.export import toolchain
 
     want = ort_outputs(proto, export, inputs)
-    model_dir = workdir / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for fname, text in export.files().items():
-        (model_dir / fname).write_text(text)
+    model_dir = export.write(workdir / "model")
     results = []
     host = toolchain.run_host(model_dir, inputs, workdir / "host", timeout_s=timeout_s)
-    results.append(compare("host", _as_output(export, host.outputs), want))
+    results.append(compare("host", as_output(export, host.outputs), want))
     for target in targets:
         run = toolchain.run_qemu(target, model_dir, inputs, workdir / target, timeout_s=timeout_s)
-        row = compare(target, _as_output(export, run.outputs), want)
+        row = compare(target, as_output(export, run.outputs), want)
         row.flash_bytes, row.ram_bytes, row.stack_bytes = run.flash_bytes, run.ram_bytes, run.stack_bytes
         row.instructions = list(run.instructions or [])
         results.append(row)
     return results
 
 
-def _as_output(export: Export, outputs: np.ndarray) -> np.ndarray:
+def quantise_input(export: Export, values: np.ndarray) -> np.ndarray:
+    """Float model inputs [N, ...] as the int8 codes `hs_model_run` reads: round_half_even(v / scale) + zp,
+    clamped (the model's own QuantizeLinear)."""
+    x = export.program.tensors[export.program.input]
+    flat = np.asarray(values, np.float32).reshape(len(values), -1)
+    return np.clip(np.rint(flat / np.float32(x.scale)) + x.zero_point, -128, 127).astype(np.int8)
+
+
+def as_output(export: Export, outputs: np.ndarray) -> np.ndarray:
     """The harness's raw output bytes as the API's type (int8 codes or float32 values)."""
     raw = np.ascontiguousarray(outputs).view(np.uint8).reshape(len(outputs), -1)
     if export.output_dtype == "float32":
